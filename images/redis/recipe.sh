@@ -1,0 +1,22 @@
+# Recipe for localhost/cleanroom/redis:7, read by scripts/build-images.sh.
+# Redis 7 from Debian bookworm, honouring the contract of the official
+# docker.io/library/redis image: redis-server on port 6379 on all addresses
+# with protected mode off, redis-cli, working directory /data, uid 999.
+IMAGE=localhost/cleanroom/redis:7
+SUITE=bookworm
+INCLUDE=redis-server
+EXCLUDE=()
+USERS=(redis:999:/var/lib/redis)
+CHANGES=(
+	'ENV LANG=C.UTF-8'
+	'USER redis'
+	'WORKDIR /data'
+	'EXPOSE 6379'
+	'ENTRYPOINT ["docker-entrypoint.sh"]'
+	'CMD ["redis-server"]'
+)
+
+customize() {
+	local r=$1
+	install -d -o 999 -g 999 -m 0755 "$r/data"
+}
