@@ -1,0 +1,100 @@
+package podman
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestEndpointsOrder(t *testing.T) {
+	t.Setenv("CONTAINERS_CONF", "/nonexistent/containers.conf")
+	t.Setenv("PODMAN_CONNECTIONS_CONF", "/nonexistent/podman-connections.json")
+	t.Setenv("XDG_RUNTIME_DIR", "/run/user/4242")
+
+	t.Setenv("CONTAINER_HOST", "")
+	eps := Endpoints(Options{})
+	last := eps[len(eps)-1]
+	if last.URI != "unix:///run/podman/podman.sock" || last.Source != SourceRootful {
+		t.Errorf("last endpoint %+v, want the rootful socket", last)
+	}
+	if len(eps) == 2 && eps[0].URI != "unix:///run/user/4242/podman/podman.sock" {
+		t.Errorf("rootless endpoint %+v, want the socket under XDG_RUNTIME_DIR", eps[0])
+	}
+
+	t.Setenv("CONTAINER_HOST", "ssh://me@host/run/podman/podman.sock")
+	t.Setenv("CONTAINER_SSHKEY", "/keys/id")
+	eps = Endpoints(Options{})
+	want := Endpoint{URI: "ssh://me@host/run/podman/podman.sock", Identity: "/keys/id", Source: SourceEnv}
+	if len(eps) != 1 || eps[0] != want {
+		t.Errorf("with CONTAINER_HOST: %+v, want only %+v", eps, want)
+	}
+
+	eps = Endpoints(Options{URI: "tcp://127.0.0.1:1"})
+	if len(eps) != 1 || eps[0].Source != SourceExplicit {
+		t.Errorf("an explicit URI must win over CONTAINER_HOST: %+v", eps)
+	}
+}
+
+func TestConnectErrors(t *testing.T) {
+	ctx := context.Background()
+	_, err := Connect(ctx, Options{URI: "http://example.com"})
+	if err == nil || errors.Is(err, ErrNoService) || !strings.Contains(err.Error(), "not supported") {
+		t.Errorf("unsupported scheme: %v", err)
+	}
+	_, err = Connect(ctx, Options{URI: "/run/podman/podman.sock"})
+	if err == nil || !strings.Contains(err.Error(), "not a URI") {
+		t.Errorf("a path instead of a URI: %v", err)
+	}
+	t.Setenv("CONTAINER_HOST", "unix:///nonexistent/podman.sock")
+	_, err = Connect(ctx, Options{})
+	if !errors.Is(err, ErrNoService) {
+		t.Fatalf("dead CONTAINER_HOST: %v", err)
+	}
+	for _, want := range []string{"unix:///nonexistent/podman.sock (CONTAINER_HOST)", "no such file", "podman system service --time=0 unix:///nonexistent/podman.sock"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestAPIErrorMapping(t *testing.T) {
+	for _, tc := range []struct {
+		err            *APIError
+		notFound, conf bool
+	}{
+		{&APIError{StatusCode: 404, Message: "no such container"}, true, false},
+		{&APIError{StatusCode: 409, Message: "pod already exists"}, false, true},
+		{&APIError{StatusCode: 500, Message: `creating container storage: the container name "x" is already in use by 1234`}, false, true},
+		{&APIError{StatusCode: 500, Message: `name "x" is in use: pod already exists`}, false, true},
+		{&APIError{StatusCode: 500, Message: "something else broke"}, false, false},
+	} {
+		if got := errors.Is(tc.err, ErrNotFound); got != tc.notFound {
+			t.Errorf("%v: Is(ErrNotFound) = %v", tc.err, got)
+		}
+		if got := errors.Is(tc.err, ErrConflict); got != tc.conf {
+			t.Errorf("%v: Is(ErrConflict) = %v", tc.err, got)
+		}
+	}
+}
+
+func TestDemux(t *testing.T) {
+	frame := func(stream byte, s string) string {
+		n := len(s)
+		return string([]byte{stream, 0, 0, 0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}) + s
+	}
+	var out, errOut strings.Builder
+	in := frame(1, "hello ") + frame(2, "oops\n") + frame(1, "world\n")
+	if err := demux(strings.NewReader(in), &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "hello world\n" || errOut.String() != "oops\n" {
+		t.Errorf("stdout %q stderr %q", out.String(), errOut.String())
+	}
+	if err := demux(strings.NewReader(frame(3, "exec failed")), &out, &errOut); err == nil || !strings.Contains(err.Error(), "exec failed") {
+		t.Errorf("error stream: %v", err)
+	}
+	if err := demux(strings.NewReader(frame(1, "trunc")[:10]), &out, &errOut); err == nil {
+		t.Error("a truncated frame must be an error")
+	}
+}
