@@ -1,0 +1,246 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/cleanroom-go/cleanroom/pkg/podman"
+)
+
+func TestPodsCreatedConcurrentlyGetDistinctHostPorts(t *testing.T) {
+	t.Parallel()
+	c := connect(t)
+	ctx := context.Background()
+
+	names := []string{name("port-a"), name("port-b")}
+	var wg sync.WaitGroup
+	errs := make([]error, len(names))
+	for i, n := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = c.CreatePod(ctx, podman.PodSpec{Name: n, Labels: testLabels(t), Ports: []podman.Port{{ContainerPort: 6379}}})
+		}()
+	}
+	wg.Wait()
+	for i, n := range names {
+		if errs[i] != nil {
+			t.Fatalf("create pod %s: %v", n, errs[i])
+		}
+		t.Cleanup(func() { _ = c.RemovePod(context.Background(), n) })
+	}
+
+	var ports []uint16
+	for _, n := range names {
+		info, err := c.InspectPod(ctx, n)
+		if err != nil {
+			t.Fatalf("inspect pod %s: %v", n, err)
+		}
+		addr, ok := info.HostPort(6379)
+		if !ok {
+			t.Fatalf("pod %s publishes no host port for 6379: %+v", n, info.Ports)
+		}
+		if addr.IP != "127.0.0.1" || addr.Port == 0 {
+			t.Errorf("pod %s: 6379/tcp published on %s:%d, want 127.0.0.1 and a picked port", n, addr.IP, addr.Port)
+		}
+		ports = append(ports, addr.Port)
+	}
+	if ports[0] == ports[1] {
+		t.Errorf("both pods got host port %d", ports[0])
+	}
+}
+
+func TestCreatePodWithTakenNameIsConflict(t *testing.T) {
+	t.Parallel()
+	c := connect(t)
+	pod := newPod(t, c, podman.PodSpec{})
+	_, err := c.CreatePod(context.Background(), podman.PodSpec{Name: pod, Labels: testLabels(t)})
+	if !errors.Is(err, podman.ErrConflict) {
+		t.Fatalf("second create of pod %s: got %v, want ErrConflict", pod, err)
+	}
+	if !strings.Contains(err.Error(), pod) {
+		t.Errorf("error %q does not name the pod", err)
+	}
+}
+
+func TestCreateContainerWithTakenNameIsConflict(t *testing.T) {
+	t.Parallel()
+	c := connect(t)
+	ctx := context.Background()
+	pod := newPod(t, c, podman.PodSpec{})
+	spec := podman.ContainerSpec{Name: pod + "-dup", Image: busyboxImage, Pod: pod, Labels: testLabels(t), Command: []string{"true"}}
+	if _, err := c.CreateContainer(ctx, spec); err != nil {
+		t.Fatalf("first create: %v", err)
+	}
+	// Same name as a container (Podman 4: HTTP 500 "name is already in use").
+	if _, err := c.CreateContainer(ctx, spec); !errors.Is(err, podman.ErrConflict) {
+		t.Errorf("second create of container: got %v, want ErrConflict", err)
+	}
+	// Same name as a pod: pods and containers share one name space.
+	spec.Name = pod
+	if _, err := c.CreateContainer(ctx, spec); !errors.Is(err, podman.ErrConflict) {
+		t.Errorf("container named like a pod: got %v, want ErrConflict", err)
+	}
+}
+
+func TestInspectRemovedContainerIsNotFound(t *testing.T) {
+	t.Parallel()
+	c := connect(t)
+	ctx := context.Background()
+	id, err := c.CreateContainer(ctx, podman.ContainerSpec{Name: name("gone"), Image: busyboxImage, Labels: testLabels(t), Command: []string{"true"}})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if _, err := c.InspectContainer(ctx, id); err != nil {
+		t.Fatalf("inspect before removal: %v", err)
+	}
+	if err := c.RemoveContainer(ctx, id); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	_, err = c.InspectContainer(ctx, id)
+	if !errors.Is(err, podman.ErrNotFound) {
+		t.Fatalf("inspect after removal: got %v, want ErrNotFound", err)
+	}
+	if err := c.RemoveContainer(ctx, id); !errors.Is(err, podman.ErrNotFound) {
+		t.Errorf("second remove: got %v, want ErrNotFound", err)
+	}
+	if err := c.RemovePod(ctx, name("never")); !errors.Is(err, podman.ErrNotFound) {
+		t.Errorf("remove of a pod that never was: got %v, want ErrNotFound", err)
+	}
+}
+
+func TestContainerLifecycleExecAndLogs(t *testing.T) {
+	t.Parallel()
+	c := connect(t)
+	ctx := context.Background()
+	pod := newPod(t, c, podman.PodSpec{})
+	id := startIn(t, c, pod, podman.ContainerSpec{
+		Image:   busyboxImage,
+		Env:     map[string]string{"GREETING": "hello from env"},
+		Command: []string{"sh", "-c", `for i in 1 2 3 4 5; do echo "line $i"; done; echo "$GREETING" >&2; echo data > /scratch/f; exec sleep 300`},
+		Tmpfs:   map[string]string{"/scratch": "rw,size=1m,mode=1777"},
+		Timeout: 10 * time.Minute,
+	})
+
+	info, err := c.InspectContainer(ctx, id)
+	if err != nil {
+		t.Fatalf("inspect: %v", err)
+	}
+	if !info.State.Running || info.Labels[podman.LabelManaged] != "true" || info.Labels[runLabel] != runID {
+		t.Fatalf("container state %+v labels %v: want running, managed, labelled with the run", info.State, info.Labels)
+	}
+	if info.Raw.Config == nil || info.Raw.Config.Timeout != 600 {
+		t.Errorf("run-time limit: got %+v, want 600 s", info.Raw.Config)
+	}
+
+	res, err := c.Exec(ctx, id, []string{"sh", "-c", "cat /scratch/f; echo oops >&2; exit 3"})
+	if err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	if diff := cmp.Diff(podman.ExecResult{ExitCode: 3, Stdout: []byte("data\n"), Stderr: []byte("oops\n")}, res); diff != "" {
+		t.Errorf("exec result (-want +got):\n%s", diff)
+	}
+	res, err = c.Exec(ctx, id, []string{"true"})
+	if err != nil || res.ExitCode != 0 {
+		t.Errorf("exec true: %+v, %v", res, err)
+	}
+
+	var lines []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if lines, err = c.Logs(ctx, id, 3); err != nil {
+			t.Fatalf("logs: %v", err)
+		}
+		if len(lines) == 3 && lines[2] == "hello from env" {
+			break
+		}
+	}
+	if diff := cmp.Diff([]string{"line 4", "line 5", "hello from env"}, lines); diff != "" {
+		t.Errorf("last 3 log lines (-want +got):\n%s", diff)
+	}
+
+	cts, err := c.ListContainers(ctx, map[string]string{"io.cleanroom.test": t.Name(), runLabel: runID})
+	var listed []string
+	for _, ct := range cts {
+		if !ct.IsInfra { // the pod's infra container carries the pod's labels
+			listed = append(listed, ct.ID)
+		}
+	}
+	if err != nil || len(listed) != 1 || listed[0] != id {
+		t.Errorf("list by label: %v, %v; want just %s", listed, err, id)
+	}
+	pods, err := c.ListPods(ctx, map[string]string{"io.cleanroom.test": t.Name(), runLabel: runID})
+	if err != nil || len(pods) != 1 || pods[0].Name != pod {
+		t.Errorf("list pods by label: %+v, %v; want just %s", pods, err, pod)
+	}
+
+	if err := c.StopContainer(ctx, id, time.Second); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if err := c.StopContainer(ctx, id, time.Second); err != nil {
+		t.Errorf("stop of a stopped container: %v", err)
+	}
+	if _, err := c.Exec(ctx, id, []string{"true"}); !errors.Is(err, podman.ErrConflict) {
+		t.Errorf("exec in a stopped container: got %v, want ErrConflict", err)
+	}
+}
+
+func TestPullOfUnavailableImageFailsClearly(t *testing.T) {
+	t.Parallel()
+	c := connect(t)
+	for _, ref := range []string{
+		"registry.invalid/cleanroom/none:1",      // a host that does not resolve
+		"127.0.0.1:1/cleanroom/none:1",           // nothing listens
+		"docker.io/library/postgres:15-bookworm", // no registry is reachable from the test machines
+	} {
+		t.Run(ref, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+			defer cancel()
+			var events int
+			err := c.Pull(ctx, ref, func(podman.PullEvent) { events++ })
+			if err == nil {
+				exists, _ := c.ImageExists(context.Background(), ref)
+				if exists && strings.HasPrefix(ref, "docker.io") {
+					t.Skipf("%s could be pulled: this machine reaches a registry", ref)
+				}
+				t.Fatalf("pull %s succeeded", ref)
+			}
+			if !strings.Contains(err.Error(), ref) {
+				t.Errorf("error %q does not name the image", err)
+			}
+			t.Logf("pull %s: %v (%d progress events)", ref, err, events)
+		})
+	}
+}
+
+func TestDeadSocketSaysHowToStartTheService(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	stale := filepath.Join(dir, "stale.sock")
+	l, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close() // the file stays, nothing listens: a crashed service
+
+	for _, uri := range []string{"unix://" + filepath.Join(dir, "missing.sock"), "unix://" + stale} {
+		_, err := podman.Connect(context.Background(), podman.Options{URI: uri})
+		if !errors.Is(err, podman.ErrNoService) {
+			t.Fatalf("connect %s: got %v, want ErrNoService", uri, err)
+		}
+		for _, want := range []string{uri, "podman system service", "explicit URI"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error for %s does not say %q:\n%v", uri, want, err)
+			}
+		}
+	}
+}
