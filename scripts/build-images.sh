@@ -25,7 +25,22 @@ die() { printf 'build-images: error: %s\n' "$*" >&2; exit 1; }
 top=$(cd "$(dirname "$0")/.." && pwd)
 self=$top/scripts/build-images.sh
 
-[ "$(id -u)" -eq 0 ] || die "run as root (mmdebstrap needs it to create files owned by other users); the images are then in the rootful store"
+if [ "$(id -u)" -ne 0 ] && [ "${1:-}" != --customize ]; then
+	# Rootless: build in the rootful store (mmdebstrap needs root), then copy
+	# each image into this user's store when it differs there.
+	command -v sudo >/dev/null || die "building images needs root; run: su -c '$self'"
+	sudo "$self" "$@"
+	for recipe in "$top"/images/*/recipe.sh; do
+		img=$(. "$recipe"; echo "$IMAGE")
+		want=$(sudo podman image inspect --format '{{.Id}}' "$img")
+		have=$(podman image inspect --format '{{.Id}}' "$img" 2>/dev/null || true)
+		if [ "$want" != "$have" ]; then
+			sudo podman save -q "$img" | podman load -q >/dev/null || die "copying $img into the rootless store failed"
+			say "copied $img into the rootless store of $(id -un)"
+		fi
+	done
+	exit 0
+fi
 command -v podman >/dev/null || die "podman is not installed; run scripts/setup-podman.sh first"
 if ! command -v mmdebstrap >/dev/null || [ ! -e /usr/share/keyrings/debian-archive-keyring.gpg ]; then
 	export DEBIAN_FRONTEND=noninteractive

@@ -1,0 +1,143 @@
+package healthcheck
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestWaitRetriesUntilSuccess(t *testing.T) {
+	var calls atomic.Int32
+	p := Func("flaky", func(context.Context) error {
+		if calls.Add(1) < 4 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := Wait(ctx, p, Options{Initial: time.Millisecond, Max: 2 * time.Millisecond}); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	if n := calls.Load(); n != 4 {
+		t.Errorf("probe ran %d times, want 4", n)
+	}
+}
+
+func TestWaitGivesUpWithTheLastReason(t *testing.T) {
+	reason := errors.New("connection refused")
+	p := Func("postgres SELECT 1 at 127.0.0.1:1", func(context.Context) error { return reason })
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := Wait(ctx, p, Options{Initial: time.Millisecond})
+	if !errors.Is(err, reason) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait: %v; want it to wrap the reason and the deadline", err)
+	}
+	for _, want := range []string{"postgres SELECT 1 at 127.0.0.1:1", "attempts", "connection refused"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
+
+func TestWaitBoundsEachAttempt(t *testing.T) {
+	hang := Func("hang", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var n atomic.Int32
+	counting := Func("count", func(ctx context.Context) error {
+		if n.Add(1) == 1 {
+			return hang.Check(ctx) // the first attempt hangs until its own bound
+		}
+		return nil
+	})
+	if err := Wait(ctx, counting, Options{Attempt: 20 * time.Millisecond, Initial: time.Millisecond}); err != nil {
+		t.Fatalf("a hanging attempt must be cut off and retried: %v", err)
+	}
+}
+
+func TestTCP(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := TCP(addr).Check(context.Background()); err != nil {
+		t.Errorf("open port: %v", err)
+	}
+	l.Close()
+	if err := TCP(addr).Check(context.Background()); err == nil {
+		t.Error("closed port: want an error")
+	}
+}
+
+// fakeRedis answers each command of the Redis protocol with the next reply.
+func fakeRedis(t *testing.T, replies ...string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		for _, reply := range replies {
+			line, err := r.ReadString('\n') // *N
+			if err != nil {
+				return
+			}
+			var n int
+			if _, err := fmt.Sscan(line[1:], &n); err != nil {
+				return
+			}
+			for i := 0; i < 2*n; i++ { // $len and the argument
+				if _, err := r.ReadString('\n'); err != nil {
+					return
+				}
+			}
+			if _, err := c.Write([]byte(reply + "\r\n")); err != nil {
+				return
+			}
+		}
+	}()
+	return l.Addr().String()
+}
+
+func TestRedis(t *testing.T) {
+	ctx := context.Background()
+	if err := Redis(fakeRedis(t, "+PONG"), "").Check(ctx); err != nil {
+		t.Errorf("PONG: %v", err)
+	}
+	if err := Redis(fakeRedis(t, "+OK", "+PONG"), "secret").Check(ctx); err != nil {
+		t.Errorf("AUTH then PONG: %v", err)
+	}
+	err := Redis(fakeRedis(t, "-LOADING Redis is loading the dataset in memory"), "").Check(ctx)
+	if err == nil || !strings.Contains(err.Error(), "LOADING") {
+		t.Errorf("a loading server is not ready: %v", err)
+	}
+	err = Redis(fakeRedis(t, "-WRONGPASS invalid password"), "bad").Check(ctx)
+	if err == nil || !strings.Contains(err.Error(), "AUTH") {
+		t.Errorf("a refused AUTH: %v", err)
+	}
+}
+
+func TestPostgresNamesItsTarget(t *testing.T) {
+	p := Postgres("postgres://u:p@127.0.0.1:1/db?sslmode=disable&connect_timeout=1")
+	if got := p.String(); got != "postgres SELECT 1 at 127.0.0.1:1" {
+		t.Errorf("String() = %q", got)
+	}
+	if err := p.Check(context.Background()); err == nil {
+		t.Error("nothing listens on port 1: want an error")
+	}
+}
