@@ -44,9 +44,9 @@ fi
 command -v podman >/dev/null || die "podman is not installed; run scripts/setup-podman.sh first"
 if ! command -v mmdebstrap >/dev/null || [ ! -e /usr/share/keyrings/debian-archive-keyring.gpg ]; then
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq >/dev/null || die "apt-get update failed"
-	apt-get install -y -qq --no-install-recommends mmdebstrap debian-archive-keyring >/dev/null ||
-		die "apt-get install mmdebstrap debian-archive-keyring failed"
+	apt-get update -qq >/dev/null 2>&1 || die "apt-get update failed (run it to see why)"
+	apt-get install -y -qq --no-install-recommends mmdebstrap debian-archive-keyring >/dev/null 2>&1 ||
+		die "apt-get install mmdebstrap debian-archive-keyring failed (run it to see why)"
 	say "installed mmdebstrap debian-archive-keyring"
 fi
 

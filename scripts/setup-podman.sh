@@ -21,6 +21,7 @@
 set -euo pipefail
 
 say() { printf 'setup-podman: %s\n' "$*"; }
+join() { local sep=$1 out=$2; shift 2; for x in "$@"; do out+=$sep$x; done; printf '%s' "$out"; }
 die() { printf 'setup-podman: error: %s\n' "$*" >&2; exit 1; }
 
 # ping SOCKET: true when a Podman API service answers on the unix socket.
@@ -66,9 +67,13 @@ if [ ${#need[@]} -gt 0 ]; then
 	command -v apt-get >/dev/null ||
 		die "missing ${need[*]} and this is not a Debian/Ubuntu machine; install them with the distribution's package manager"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq >/dev/null || die "apt-get update failed"
-	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
-		die "apt-get install ${need[*]} failed"
+	apt_log=$(mktemp)
+	apt-get update -qq >"$apt_log" 2>&1 || die "apt-get update failed:
+$(tail -n 20 "$apt_log")"
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >"$apt_log" 2>&1 ||
+		die "apt-get install ${need[*]} failed:
+$(tail -n 20 "$apt_log")"
+	rm -f "$apt_log"
 	say "installed ${need[*]}"
 fi
 
@@ -147,7 +152,7 @@ fi
 want=""
 if [ ${#engine[@]} -gt 0 ] || [ ${#containers[@]} -gt 0 ]; then
 	want="# Written by cleanroom scripts/setup-podman.sh for this host; safe to delete.
-# $(IFS=';'; echo "${why[*]}")
+# $(join "; " "${why[@]}")
 "
 	if [ ${#containers[@]} -gt 0 ]; then
 		want+="[containers]
@@ -165,7 +170,7 @@ have=""
 if [ -n "$want" ] && [ "$have" != "$want" ]; then
 	mkdir -p "$conf_dir"
 	printf '%s' "$want" >"$conf"
-	say "wrote $conf ($(IFS=';'; echo "${why[*]}"))"
+	say "wrote $conf ($(join "; " "${why[@]}"))"
 	changed_conf=1
 elif [ -z "$want" ] && [ -f "$conf" ]; then
 	rm -f "$conf"
