@@ -3,12 +3,18 @@ package healthcheck
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
 // Probe checks once whether a service answers. It returns nil when it does
@@ -121,9 +127,18 @@ type Options struct {
 	Attempt time.Duration
 }
 
+// Permanent marks a check's error as one no retry can cure (the container
+// exited, say): Wait returns it at once instead of polling on.
+func Permanent(err error) error { return &permanentError{err} }
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
 // Wait runs p until it succeeds or ctx ends, pausing between attempts with
 // exponential backoff. On failure the error names the probe, the time waited
-// and the last reason.
+// and the last reason. A check that returns a Permanent error ends it.
 func Wait(ctx context.Context, p Probe, opts Options) error {
 	if opts.Initial <= 0 {
 		opts.Initial = 10 * time.Millisecond
@@ -143,6 +158,11 @@ func Wait(ctx context.Context, p Probe, opts Options) error {
 		if err == nil {
 			return nil
 		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			return fmt.Errorf("wait for %s: gave up after %s and %d attempts: %w",
+				p, time.Since(start).Round(time.Millisecond), attempt, perm.err)
+		}
 		t := time.NewTimer(pause)
 		select {
 		case <-ctx.Done():
@@ -153,4 +173,87 @@ func Wait(ctx context.Context, p Probe, opts Options) error {
 		}
 		pause = min(pause*2, opts.Max)
 	}
+}
+
+// HTTP succeeds when a GET of url answers with status (0: any 2xx).
+func HTTP(url string, status int) Probe {
+	return Func("http GET "+url, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if (status == 0 && resp.StatusCode/100 == 2) || resp.StatusCode == status {
+			return nil
+		}
+		want := "2xx"
+		if status != 0 {
+			want = strconv.Itoa(status)
+		}
+		return fmt.Errorf("status %d, want %s", resp.StatusCode, want)
+	})
+}
+
+// Execer runs a command in a container; *podman.Client is one.
+type Execer interface {
+	Exec(ctx context.Context, container string, cmd []string) (podman.ExecResult, error)
+}
+
+// Exec succeeds when cmd, run in the container, exits 0 (e.g. pg_isready).
+// An exec through the API costs 150–200 ms and slows the removal of the
+// container's pod by seconds: prefer a network probe for repeated checks.
+func Exec(e Execer, container string, cmd ...string) Probe {
+	return Func(fmt.Sprintf("exec %q in %s", strings.Join(cmd, " "), shortID(container)), func(ctx context.Context) error {
+		res, err := e.Exec(ctx, container, cmd)
+		if err != nil {
+			return err
+		}
+		if res.ExitCode != 0 {
+			out := strings.TrimSpace(string(res.Stderr) + " " + string(res.Stdout))
+			return fmt.Errorf("exit code %d: %s", res.ExitCode, out)
+		}
+		return nil
+	})
+}
+
+// LogReader reads a container's output; *podman.Client is one.
+type LogReader interface {
+	Logs(ctx context.Context, container string, tail int) ([]string, error)
+}
+
+// LogLine succeeds once the container's output holds a line containing
+// substr at least times times (Postgres images log "ready to accept
+// connections" twice: the init server, then the real one).
+func LogLine(r LogReader, container, substr string, times int) Probe {
+	if times < 1 {
+		times = 1
+	}
+	return Func(fmt.Sprintf("log line %q ×%d in %s", substr, times, shortID(container)), func(ctx context.Context) error {
+		lines, err := r.Logs(ctx, container, 0)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, l := range lines {
+			if strings.Contains(l, substr) {
+				n++
+			}
+		}
+		if n < times {
+			return fmt.Errorf("seen %d of %d times", n, times)
+		}
+		return nil
+	})
+}
+
+func shortID(id string) string {
+	if len(id) == 64 {
+		return id[:12]
+	}
+	return id
 }

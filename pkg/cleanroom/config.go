@@ -1,0 +1,355 @@
+package cleanroom
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// ConfigFile is the name of the configuration file LoadConfig looks for.
+const ConfigFile = "cleanroom.toml"
+
+// Defaults of Config's durations, as in ADR-002's development configuration.
+const (
+	DefaultStartupTimeout      = 60 * time.Second
+	DefaultHealthCheckInterval = 30 * time.Second
+	DefaultMaxReuseTime        = time.Hour
+)
+
+// Config tunes an Environment. The zero value is the default configuration;
+// every field documents its default. LoadConfig fills it from
+// cleanroom.toml and CLEANROOM_* environment variables.
+type Config struct {
+	// DisableSingletonContainers gives every test its own containers (own
+	// pod, removed in t.Cleanup) instead of the suite's shared ones.
+	// TOML: enable_singleton_containers = false. Default: singletons on.
+	DisableSingletonContainers bool
+	// ContainerStartupTimeout bounds image pull, creation, start and
+	// readiness of one container. TOML: container_startup_timeout (seconds).
+	// Default 60 s.
+	ContainerStartupTimeout time.Duration
+	// ContainerHealthCheckInterval: before a container is reused, a health
+	// probe runs unless the last good one is younger than this.
+	// TOML: container_health_check_interval (seconds). Default 30 s.
+	ContainerHealthCheckInterval time.Duration
+	// MaxContainerReuseTime: a container older than this is replaced at the
+	// next attach when no test of this process is using it.
+	// TOML: max_container_reuse_time (seconds). Default 1 h.
+	MaxContainerReuseTime time.Duration
+	// Images overrides the image of a service by service name.
+	// TOML: [cleanroom.images] postgres = "…"; env CLEANROOM_POSTGRES_IMAGE.
+	// Default: each service's own pinned image.
+	Images map[string]string
+	// Connection is the Podman service URI. TOML: connection; env
+	// CLEANROOM_CONNECTION. Default: as pkg/podman finds it (CONTAINER_HOST,
+	// containers.conf, rootless then rootful socket).
+	Connection string
+	// Logger receives suite-level events (containers started, reused,
+	// replaced). Default: discard; CLEANROOM_DEBUG=1 logs to stderr.
+	Logger *slog.Logger
+
+	// Source names where the configuration came from, for error messages.
+	Source string
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.ContainerStartupTimeout == 0 {
+		c.ContainerStartupTimeout = DefaultStartupTimeout
+	}
+	if c.ContainerHealthCheckInterval == 0 {
+		c.ContainerHealthCheckInterval = DefaultHealthCheckInterval
+	}
+	if c.MaxContainerReuseTime == 0 {
+		c.MaxContainerReuseTime = DefaultMaxReuseTime
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		if debugEnabled() {
+			c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
+	}
+	if c.Source == "" {
+		c.Source = "Config"
+	}
+	return c
+}
+
+// validate reports a negative duration; zero means "default" in a Config.
+func (c Config) validate() error {
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"container_startup_timeout", c.ContainerStartupTimeout},
+		{"container_health_check_interval", c.ContainerHealthCheckInterval},
+		{"max_container_reuse_time", c.MaxContainerReuseTime},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("%s: %s is negative (%s); use a positive duration", c.Source, d.key, d.v)
+		}
+	}
+	return nil
+}
+
+func debugEnabled() bool {
+	v := os.Getenv("CLEANROOM_DEBUG")
+	return v != "" && v != "0" && v != "false"
+}
+
+// LoadConfig reads the [cleanroom] table of the first cleanroom.toml found
+// in dir or its parents up to the module root (the directory holding
+// go.mod), then applies CLEANROOM_<KEY> environment variables. dir "" is
+// the working directory, which under `go test` is the package's directory.
+// No file gives the defaults. Unknown keys, wrong types and zero or
+// negative durations are errors that name the key and the file.
+//
+// Keys (durations in whole seconds):
+//
+//	[cleanroom]
+//	enable_singleton_containers = true     # CLEANROOM_ENABLE_SINGLETON_CONTAINERS
+//	container_startup_timeout = 60         # CLEANROOM_CONTAINER_STARTUP_TIMEOUT
+//	container_health_check_interval = 30   # CLEANROOM_CONTAINER_HEALTH_CHECK_INTERVAL
+//	max_container_reuse_time = 3600        # CLEANROOM_MAX_CONTAINER_REUSE_TIME
+//	connection = "unix:///run/podman/podman.sock"   # CLEANROOM_CONNECTION
+//
+//	[cleanroom.images]
+//	postgres = "docker.io/library/postgres:15.10"   # CLEANROOM_POSTGRES_IMAGE
+func LoadConfig(dir string) (Config, error) {
+	if dir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return Config{}, fmt.Errorf("load cleanroom config: %w", err)
+		}
+		dir = wd
+	}
+	var cfg Config
+	path, err := findConfigFile(dir)
+	if err != nil {
+		return Config{}, err
+	}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("load cleanroom config: %w", err)
+		}
+		if cfg, err = ParseConfig(data, path); err != nil {
+			return Config{}, err
+		}
+	}
+	if err := applyEnv(&cfg, os.Environ()); err != nil {
+		return Config{}, err
+	}
+	if path != "" {
+		cfg.Source = path
+	}
+	return cfg, nil
+}
+
+// findConfigFile walks up from dir to the module root.
+func findConfigFile(dir string) (string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("load cleanroom config: %w", err)
+	}
+	for {
+		p := filepath.Join(dir, ConfigFile)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("load cleanroom config: %w", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return "", nil // the module root: stop here
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", nil
+		}
+		dir = parent
+	}
+}
+
+var durationKeys = map[string]func(*Config) *time.Duration{
+	"container_startup_timeout":       func(c *Config) *time.Duration { return &c.ContainerStartupTimeout },
+	"container_health_check_interval": func(c *Config) *time.Duration { return &c.ContainerHealthCheckInterval },
+	"max_container_reuse_time":        func(c *Config) *time.Duration { return &c.MaxContainerReuseTime },
+}
+
+var serviceNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
+
+// ParseConfig parses the content of a cleanroom.toml; source names it in
+// errors. Only the [cleanroom] table is read; other tables are left to
+// other tools.
+func ParseConfig(data []byte, source string) (Config, error) {
+	cfg := Config{Source: source}
+	var doc map[string]any
+	if _, err := toml.Decode(string(data), &doc); err != nil {
+		return Config{}, fmt.Errorf("%s: not valid TOML: %w", source, err)
+	}
+	raw, ok := doc["cleanroom"]
+	if !ok {
+		return cfg, nil
+	}
+	table, ok := raw.(map[string]any)
+	if !ok {
+		return Config{}, fmt.Errorf("%s: cleanroom must be a table ([cleanroom]), got %s", source, tomlType(raw))
+	}
+	keys := make([]string, 0, len(table))
+	for k := range table {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := table[k]
+		where := fmt.Sprintf("%s: [cleanroom] %s", source, k)
+		switch {
+		case k == "enable_singleton_containers":
+			b, ok := v.(bool)
+			if !ok {
+				return Config{}, fmt.Errorf("%s: want true or false, got %s", where, tomlType(v))
+			}
+			cfg.DisableSingletonContainers = !b
+		case durationKeys[k] != nil:
+			n, ok := v.(int64)
+			if !ok {
+				return Config{}, fmt.Errorf("%s: want whole seconds (e.g. %s = 60), got %s", where, k, tomlType(v))
+			}
+			d, err := seconds(n)
+			if err != nil {
+				return Config{}, fmt.Errorf("%s: %w", where, err)
+			}
+			*durationKeys[k](&cfg) = d
+		case k == "connection":
+			s, ok := v.(string)
+			if !ok || s == "" {
+				return Config{}, fmt.Errorf("%s: want a Podman URI string (unix:///…, tcp://…, ssh://…), got %s", where, tomlType(v))
+			}
+			cfg.Connection = s
+		case k == "images":
+			imgs, ok := v.(map[string]any)
+			if !ok {
+				return Config{}, fmt.Errorf("%s: want a table ([cleanroom.images]) of service = \"image\", got %s", where, tomlType(v))
+			}
+			cfg.Images = map[string]string{}
+			for svc, img := range imgs {
+				s, ok := img.(string)
+				if !ok || strings.TrimSpace(s) == "" {
+					return Config{}, fmt.Errorf("%s.%s: want an image reference string, got %s", where, svc, tomlType(img))
+				}
+				if !serviceNameRE.MatchString(svc) {
+					return Config{}, fmt.Errorf("%s.%s: not a service name (lower-case letters, digits, dashes)", where, svc)
+				}
+				cfg.Images[svc] = s
+			}
+		default:
+			return Config{}, fmt.Errorf("%s: unknown key; known keys: %s", where, strings.Join(knownKeys(), ", "))
+		}
+	}
+	return cfg, nil
+}
+
+func knownKeys() []string {
+	keys := []string{"enable_singleton_containers", "connection", "images"}
+	for k := range durationKeys {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// seconds turns a count of seconds into a positive duration.
+func seconds(n int64) (time.Duration, error) {
+	if n <= 0 {
+		return 0, fmt.Errorf("must be a positive number of seconds, got %d", n)
+	}
+	if n > math.MaxInt64/int64(time.Second) {
+		return 0, fmt.Errorf("%d seconds is too long", n)
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+func tomlType(v any) string {
+	switch x := v.(type) {
+	case string:
+		return fmt.Sprintf("string %q", x)
+	case int64:
+		return fmt.Sprintf("integer %d", x)
+	case float64:
+		return fmt.Sprintf("float %v", x)
+	case bool:
+		return fmt.Sprintf("boolean %v", x)
+	case map[string]any:
+		return "a table"
+	case []any, []map[string]any:
+		return "an array"
+	case nil:
+		return "nothing"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
+
+// applyEnv applies CLEANROOM_* overrides from environ ("KEY=value" items).
+func applyEnv(cfg *Config, environ []string) error {
+	get := func(key string) (string, bool) {
+		for i := len(environ) - 1; i >= 0; i-- {
+			if k, v, ok := strings.Cut(environ[i], "="); ok && k == key {
+				return v, true
+			}
+		}
+		return "", false
+	}
+	if v, ok := get("CLEANROOM_ENABLE_SINGLETON_CONTAINERS"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("environment CLEANROOM_ENABLE_SINGLETON_CONTAINERS=%q: want true or false", v)
+		}
+		cfg.DisableSingletonContainers = !b
+	}
+	for key, field := range durationKeys {
+		env := "CLEANROOM_" + strings.ToUpper(key)
+		v, ok := get(env)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return fmt.Errorf("environment %s=%q: want whole seconds, e.g. %s=60", env, v, env)
+		}
+		d, err := seconds(n)
+		if err != nil {
+			return fmt.Errorf("environment %s: %w", env, err)
+		}
+		*field(cfg) = d
+	}
+	if v, ok := get("CLEANROOM_CONNECTION"); ok && v != "" {
+		cfg.Connection = v
+	}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(k, "CLEANROOM_") || !strings.HasSuffix(k, "_IMAGE") || v == "" {
+			continue
+		}
+		svc := strings.ToLower(strings.ReplaceAll(strings.TrimSuffix(strings.TrimPrefix(k, "CLEANROOM_"), "_IMAGE"), "_", "-"))
+		if svc == "" {
+			continue
+		}
+		if cfg.Images == nil {
+			cfg.Images = map[string]string{}
+		}
+		cfg.Images[svc] = v
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package cleanroom
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// Container is a running service container as a test sees it: where to
+// reach it and what it was started with. Its fields do not change; a
+// replaced container is a new *Container.
+type Container struct {
+	Service string    // the service name, e.g. "postgres"
+	ID      string    // engine container ID
+	Name    string    // engine container name
+	PodID   string    // engine pod ID
+	PodName string    // engine pod name
+	Image   string    // image reference it runs
+	Created time.Time // when it was created (its age counts from here)
+
+	host   string            // host address its ports are published on
+	ports  map[uint16]uint16 // container port → host port
+	env    map[string]string
+	secret string
+}
+
+// Host is the address the container's ports are published on (127.0.0.1
+// for a local engine).
+func (c *Container) Host() string { return c.host }
+
+// Port returns the host port that containerPort is published on, or 0 when
+// it is not published.
+func (c *Container) Port(containerPort uint16) uint16 { return c.ports[containerPort] }
+
+// Addr returns "host:port" for containerPort.
+func (c *Container) Addr(containerPort uint16) string {
+	return net.JoinHostPort(c.host, strconv.Itoa(int(c.Port(containerPort))))
+}
+
+// Env returns the value of an environment variable the container was
+// started with.
+func (c *Container) Env(key string) string { return c.env[key] }
+
+// PostgresServer is the suite's PostgreSQL server as a test sees it. Share
+// it freely between parallel tests; isolate their data with a database,
+// schema or transaction per test.
+type PostgresServer struct{ c *Container }
+
+// Container is the container behind the server.
+func (p *PostgresServer) Container() *Container { return p.c }
+
+// Host is the address the server is published on.
+func (p *PostgresServer) Host() string { return p.c.Host() }
+
+// Port is the host port of the server.
+func (p *PostgresServer) Port() uint16 { return p.c.Port(postgresPort) }
+
+// User is the superuser name ("cleanroom" unless POSTGRES_USER is set).
+func (p *PostgresServer) User() string { return p.c.Env("POSTGRES_USER") }
+
+// Password is the superuser's password, random per suite.
+func (p *PostgresServer) Password() string { return p.c.Env("POSTGRES_PASSWORD") }
+
+// Database is the database created at start ("cleanroom" unless
+// POSTGRES_DB is set).
+func (p *PostgresServer) Database() string { return p.c.Env("POSTGRES_DB") }
+
+// URL is a connection URL of Database for pgx, lib/pq and psql:
+// postgres://user:password@127.0.0.1:port/db?sslmode=disable.
+func (p *PostgresServer) URL() string {
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.UserPassword(p.User(), p.Password()),
+		Host:     p.c.Addr(postgresPort),
+		Path:     "/" + p.Database(),
+		RawQuery: "sslmode=disable",
+	}
+	return u.String()
+}
+
+// RedisServer is the suite's Redis server as a test sees it.
+type RedisServer struct{ c *Container }
+
+// Container is the container behind the server.
+func (r *RedisServer) Container() *Container { return r.c }
+
+// Addr is "host:port" for go-redis's Options.Addr.
+func (r *RedisServer) Addr() string { return r.c.Addr(redisPort) }
+
+// Password is the server's requirepass, random per suite.
+func (r *RedisServer) Password() string { return r.c.secret }
+
+// URL is redis://:password@host:port/0, for redis.ParseURL.
+func (r *RedisServer) URL() string {
+	u := url.URL{Scheme: "redis", User: url.UserPassword("", r.Password()), Host: r.Addr(), Path: "/0"}
+	return u.String()
+}
+
+func (c *Container) String() string {
+	return fmt.Sprintf("%s (%s in pod %s)", c.Service, c.Name, c.PodName)
+}

@@ -1,0 +1,70 @@
+// Package cleanroom starts the service containers of an integration test
+// suite (PostgreSQL, Redis, any image) once, in one Podman pod, shares them
+// between the suite's tests, checks their health before reuse, and removes
+// them when the tests end.
+//
+//	package store_test
+//
+//	import (
+//		"testing"
+//
+//		"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
+//		"github.com/jackc/pgx/v5"
+//	)
+//
+//	func TestMain(m *testing.M) {
+//		cleanroom.Main(m, cleanroom.Postgres(), cleanroom.Redis())
+//	}
+//
+//	func TestSignup(t *testing.T) {
+//		t.Parallel()
+//		pg := cleanroom.PostgresFor(t) // started on first use, shared, health-checked
+//		conn, err := pgx.Connect(t.Context(), pg.URL())
+//		if err != nil {
+//			t.Fatal(err)
+//		}
+//		defer conn.Close(t.Context())
+//		rd := cleanroom.RedisFor(t) // rd.Addr(), rd.Password(), rd.URL()
+//		_ = rd
+//	}
+//
+// # How it works
+//
+// Main (or Run, or New for a custom TestMain or a program) declares the
+// services up front, because a pod's published ports are fixed when it is
+// created; each container starts only when a test first asks for it. The
+// services share the pod's network namespace (they reach each other on
+// localhost) and publish their ports on 127.0.0.1 with host ports the engine
+// picks, so parallel suites never collide.
+//
+// Before a container is reused, its health probe runs (Postgres SELECT 1,
+// Redis PING, TCP, or your own) unless the last good probe is younger than
+// container_health_check_interval. An unhealthy or vanished container is
+// replaced, and the replacement is logged. A container older than
+// max_container_reuse_time is replaced at the next attach at which no test
+// of this process is using it. Start-up (pull, create, start, ready) is
+// bounded by container_startup_timeout; on timeout the error carries the
+// container's last 50 log lines.
+//
+// With enable_singleton_containers = false every PostgresFor/RedisFor/
+// ContainerFor call gets a pod of its own, removed when the test ends; the
+// same happens, with a logged warning, when a shared container cannot be
+// created.
+//
+// # Configuration
+//
+// cleanroom.toml, found by walking up from the package directory to the
+// module root, and CLEANROOM_<KEY> environment variables; see LoadConfig.
+// No file is needed: the defaults work. CLEANROOM_DEBUG=1 logs every
+// container event to stderr; CLEANROOM_SUMMARY=1 prints one line per test
+// binary (ready times, containers started and reused).
+//
+// # Clean-up
+//
+// Close (called by Main after the tests, and on SIGINT or SIGTERM) removes
+// the pods this process created. Every container also carries a run-time
+// limit enforced by Podman's conmon (twice max_container_reuse_time plus the
+// start-up timeout), so even a SIGKILLed test binary's containers end.
+// Every object carries the io.cleanroom.managed label; `make clean` and the
+// cleanroom CLI never touch anything without it.
+package cleanroom

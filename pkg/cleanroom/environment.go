@@ -1,0 +1,787 @@
+package cleanroom
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+
+	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
+	"github.com/cleanroom-go/cleanroom/pkg/podman"
+)
+
+// Version is the library version, written into the io.cleanroom.version
+// label of every object it creates.
+const Version = "0.1.0-dev"
+
+// Labels on the pods and containers an Environment creates, besides
+// podman.LabelManaged. They mirror the registry, so that another process
+// or the cleanroom CLI can find the objects again.
+const (
+	LabelSuite      = "io.cleanroom.suite"       // suite key
+	LabelRun        = "io.cleanroom.run"         // the creating process's run ID
+	LabelPID        = "io.cleanroom.pid"         // the creating process's PID
+	LabelService    = "io.cleanroom.service"     // service name (containers)
+	LabelConfigHash = "io.cleanroom.config-hash" // hash of the service definition (containers) or of the suite
+	LabelCreatedAt  = "io.cleanroom.created-at"  // RFC 3339
+	LabelVersion    = "io.cleanroom.version"     // library version
+	LabelRole       = "io.cleanroom.role"        // "suite", "service" or "per-test" (pods)
+)
+
+// engine is the part of *podman.Client an Environment uses: the seam where
+// unit tests put a fake.
+type engine interface {
+	CreatePod(ctx context.Context, spec podman.PodSpec) (string, error)
+	InspectPod(ctx context.Context, nameOrID string) (*podman.PodInfo, error)
+	RemovePod(ctx context.Context, nameOrID string) error
+	CreateContainer(ctx context.Context, spec podman.ContainerSpec) (string, error)
+	StartContainer(ctx context.Context, nameOrID string) error
+	InspectContainer(ctx context.Context, nameOrID string) (*podman.ContainerInfo, error)
+	RemoveContainer(ctx context.Context, nameOrID string) error
+	Logs(ctx context.Context, nameOrID string, tail int) ([]string, error)
+	Exec(ctx context.Context, nameOrID string, cmd []string) (podman.ExecResult, error)
+	ImageExists(ctx context.Context, ref string) (bool, error)
+	Pull(ctx context.Context, ref string, progress func(podman.PullEvent)) error
+	Close() error
+}
+
+var _ engine = (*podman.Client)(nil)
+
+// dialEngine connects to Podman; unit tests replace it.
+var dialEngine = func(ctx context.Context, uri string) (engine, error) {
+	return podman.Connect(ctx, podman.Options{URI: uri})
+}
+
+// logTail is how many log lines a start-up failure carries.
+const logTail = 50
+
+// Environment owns a suite's service containers: it starts each declared
+// service on first use in the suite's pod, reuses it while it is healthy
+// and young enough, replaces it otherwise, and removes everything it
+// created in Close. All methods are safe for concurrent use.
+type Environment struct {
+	cfg      Config
+	eng      engine
+	log      *slog.Logger
+	suite    string // suite key: hash of the working directory and the definitions
+	run      string // this process's run ID
+	prefix   string // name prefix of every pod of this environment
+	secret   string // the suite's random password
+	declared []*entry
+	ports    []uint16 // of the suite pod
+
+	mu       sync.Mutex
+	byName   map[string]*entry
+	suitePod *pod
+	pods     map[string]bool // pods created and not yet removed
+	counter  int             // for per-test pod names
+	closed   bool
+
+	closeOnce sync.Once
+	closeErr  error
+
+	started, reused, replaced, perTest atomic.Int64
+
+	readyMu sync.Mutex
+	ready   map[string]time.Duration // service → wait of its first use
+}
+
+type pod struct {
+	name, id string
+	host     string
+	ports    map[uint16]uint16
+}
+
+// entry is one registry slot: a service and its current container.
+type entry struct {
+	svc  *Service
+	late bool // added by GetOrCreate: lives in a pod of its own
+
+	mu          sync.Mutex
+	cur         *Container
+	lastHealthy time.Time
+	users       int // tests of this process attached to cur
+	inflight    *call
+	fallback    error // set once the singleton failed: per-test from then on
+	broken      error // the per-test fallback failed too: fail fast
+}
+
+type call struct {
+	done chan struct{}
+	c    *Container
+	err  error
+}
+
+// New validates cfg and the services, connects to Podman and returns an
+// Environment. Nothing is created yet: a service's pod and container start
+// on its first use. Close the Environment when done.
+func New(ctx context.Context, cfg Config, services ...Service) (*Environment, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	c, err := dialEngine(ctx, cfg.Connection)
+	if err != nil {
+		return nil, fmt.Errorf("cleanroom: %w", err)
+	}
+	e, err := newEnvironment(cfg, c, services)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func newEnvironment(cfg Config, eng engine, services []Service) (*Environment, error) {
+	e := &Environment{
+		cfg:    cfg,
+		eng:    eng,
+		log:    cfg.Logger,
+		run:    randomHex(4),
+		secret: randomHex(16),
+		byName: map[string]*entry{},
+		pods:   map[string]bool{},
+	}
+	usedPorts := map[uint16]string{}
+	h := sha256.New()
+	wd, _ := os.Getwd()
+	fmt.Fprintln(h, wd)
+	for _, s := range services {
+		s := s.clone()
+		if img := cfg.Images[s.name]; img != "" {
+			s.image = img
+		}
+		if err := s.validate(); err != nil {
+			return nil, fmt.Errorf("cleanroom: %w", err)
+		}
+		if _, dup := e.byName[s.name]; dup {
+			return nil, fmt.Errorf("cleanroom: service %q declared twice; give one a different name", s.name)
+		}
+		for _, p := range s.ports {
+			if other, taken := usedPorts[p]; taken {
+				return nil, fmt.Errorf("cleanroom: services %s and %s both use port %d; they share the suite pod's network, so give one another port", other, s.name, p)
+			}
+			usedPorts[p] = s.name
+			e.ports = append(e.ports, p)
+		}
+		if s.build != nil {
+			s.build(&s, e.secret)
+		}
+		ent := &entry{svc: &s}
+		e.byName[s.name] = ent
+		e.declared = append(e.declared, ent)
+		fmt.Fprintln(h, s.definition())
+	}
+	e.suite = hex.EncodeToString(h.Sum(nil))[:12]
+	e.prefix = "cleanroom-" + e.suite[:8] + "-" + e.run
+	return e, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return hex.EncodeToString(b)
+}
+
+func hash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+// Services lists the names of the declared services, in declaration order.
+func (e *Environment) Services() []string {
+	var out []string
+	for _, ent := range e.declared {
+		out = append(out, ent.svc.name)
+	}
+	return out
+}
+
+// Get returns the declared service's container, starting it on first use,
+// health-checking it before reuse and replacing it when it is unhealthy or
+// older than max_container_reuse_time. See GetOrCreate.
+func (e *Environment) Get(ctx context.Context, name string) (*Container, error) {
+	return e.GetOrCreate(ctx, name, nil)
+}
+
+// GetOrCreate returns the container of service name, creating it if there
+// is none. A declared service (Main, New) lives in the suite pod; for an
+// undeclared name, factory (called at most once per name) gives its
+// definition, and it gets a pod of its own, since a pod's ports are fixed
+// at creation. Concurrent calls for one name cause exactly one creation; a
+// failed creation is reported to every caller that waited for it, and the
+// next call tries again.
+func (e *Environment) GetOrCreate(ctx context.Context, name string, factory func() Service) (*Container, error) {
+	ent, err := e.lookup(name, factory)
+	if err != nil {
+		return nil, err
+	}
+	return e.acquire(ctx, ent, false)
+}
+
+func (e *Environment) lookup(name string, factory func() Service) (*entry, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, fmt.Errorf("cleanroom: get %s: the environment is closed", name)
+	}
+	if ent, ok := e.byName[name]; ok {
+		return ent, nil
+	}
+	if factory == nil {
+		return nil, fmt.Errorf("cleanroom: no service %q; declared: %s", name, strings.Join(e.Services(), ", "))
+	}
+	s := factory().clone()
+	s.name = name
+	if img := e.cfg.Images[name]; img != "" {
+		s.image = img
+	}
+	if err := s.validate(); err != nil {
+		return nil, fmt.Errorf("cleanroom: %w", err)
+	}
+	if s.build != nil {
+		s.build(&s, e.secret)
+	}
+	ent := &entry{svc: &s, late: true}
+	e.byName[name] = ent
+	return ent, nil
+}
+
+// acquire returns the entry's container after the reuse checks, creating
+// or replacing it as needed. user counts the caller as a user of the
+// container until release.
+func (e *Environment) acquire(ctx context.Context, ent *entry, user bool) (*Container, error) {
+	ent.mu.Lock()
+	for {
+		if e.isClosed() {
+			ent.mu.Unlock()
+			return nil, fmt.Errorf("cleanroom: get %s: the environment is closed", ent.svc.name)
+		}
+		if cl := ent.inflight; cl != nil {
+			ent.mu.Unlock()
+			select {
+			case <-cl.done:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("cleanroom: wait for %s to start: %w", ent.svc.name, ctx.Err())
+			}
+			if cl.err != nil {
+				return nil, cl.err
+			}
+			ent.mu.Lock()
+			if ent.cur == cl.c {
+				if user {
+					ent.users++
+				}
+				e.reused.Add(1)
+				ent.mu.Unlock()
+				return cl.c, nil
+			}
+			continue // replaced again meanwhile: look once more
+		}
+		reason := ""
+		if c := ent.cur; c != nil {
+			switch age := time.Since(c.Created); {
+			case age > e.cfg.MaxContainerReuseTime && ent.users == 0:
+				reason = fmt.Sprintf("it is %s old, more than max_container_reuse_time (%s)", age.Round(time.Millisecond), e.cfg.MaxContainerReuseTime)
+			case time.Since(ent.lastHealthy) < e.cfg.ContainerHealthCheckInterval:
+				// healthy recently enough
+			default:
+				if err := e.checkHealth(ctx, ent.svc, c); err != nil {
+					reason = "it is unhealthy: " + err.Error()
+				} else {
+					ent.lastHealthy = time.Now()
+				}
+			}
+			if reason == "" {
+				if user {
+					ent.users++
+				}
+				e.reused.Add(1)
+				ent.mu.Unlock()
+				return c, nil
+			}
+		}
+		// Create (or replace) the container, outside the lock; callers that
+		// arrive meanwhile wait for this call's result.
+		old := ent.cur
+		cl := &call{done: make(chan struct{})}
+		ent.inflight, ent.cur = cl, nil
+		ent.mu.Unlock()
+
+		if old != nil {
+			e.log.Warn("cleanroom: replacing container", "service", ent.svc.name, "container", old.Name, "reason", reason)
+			e.replaced.Add(1)
+		}
+		c, err := e.create(ctx, ent, old)
+
+		ent.mu.Lock()
+		ent.inflight = nil
+		cl.c, cl.err = c, err
+		if err == nil {
+			// Users of a replaced container do not count for the new one.
+			ent.cur, ent.lastHealthy, ent.users = c, time.Now(), 0
+			if user {
+				ent.users = 1
+			}
+		}
+		close(cl.done)
+		ent.mu.Unlock()
+		return c, err
+	}
+}
+
+// release ends a test's use of c.
+func (e *Environment) release(ent *entry, c *Container) {
+	ent.mu.Lock()
+	if ent.cur == c && ent.users > 0 {
+		ent.users--
+	}
+	ent.mu.Unlock()
+}
+
+func (e *Environment) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
+// checkHealth runs the service's health probe once; when it fails, the
+// container's state is added to the reason.
+func (e *Environment) checkHealth(ctx context.Context, svc *Service, c *Container) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var err error
+	if p := svc.healthProbe(c); p != nil {
+		err = p.Check(ctx)
+	} else {
+		err = e.checkRunning(ctx, c.ID)
+	}
+	if err == nil {
+		return nil
+	}
+	info, ierr := e.eng.InspectContainer(ctx, c.ID)
+	switch {
+	case errors.Is(ierr, podman.ErrNotFound):
+		return fmt.Errorf("%w (the container is gone)", err)
+	case ierr == nil && !info.State.Running:
+		return fmt.Errorf("%w (the container is %s, exit code %d)", err, info.State.Status, info.State.ExitCode)
+	}
+	return err
+}
+
+func (e *Environment) checkRunning(ctx context.Context, id string) error {
+	info, err := e.eng.InspectContainer(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !info.State.Running {
+		return fmt.Errorf("container is %s (exit code %d)", info.State.Status, info.State.ExitCode)
+	}
+	return nil
+}
+
+// create makes the entry's container in its pod, removing old first.
+func (e *Environment) create(ctx context.Context, ent *entry, old *Container) (*Container, error) {
+	// Creation outlives the caller that triggered it (others wait for it),
+	// bounded by the start-up timeout.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ContainerStartupTimeout)
+	defer cancel()
+	if old != nil {
+		if err := e.eng.RemoveContainer(ctx, old.ID); err != nil && !errors.Is(err, podman.ErrNotFound) {
+			return nil, fmt.Errorf("start %s: remove the container it replaces: %w", ent.svc.name, err)
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		p, err := e.podFor(ctx, ent)
+		if err != nil {
+			return nil, fmt.Errorf("start %s: %w", ent.svc.name, err)
+		}
+		c, err := e.startContainer(ctx, p, ent.svc, p.name+"-"+ent.svc.name)
+		if errors.Is(err, errPodGone) && attempt == 0 {
+			e.forgetPod(p)
+			continue // removed from outside: make a new one
+		}
+		return c, err
+	}
+}
+
+var errPodGone = errors.New("pod is gone")
+
+// podFor returns the pod the entry's container lives in, creating it on
+// first use: the suite pod for declared services, an own pod otherwise.
+func (e *Environment) podFor(ctx context.Context, ent *entry) (*pod, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, errors.New("the environment is closed")
+	}
+	if !ent.late {
+		if e.suitePod == nil {
+			p, err := e.createPod(ctx, e.prefix, e.ports, "suite")
+			if err != nil {
+				return nil, err
+			}
+			e.suitePod = p
+		}
+		return e.suitePod, nil
+	}
+	// A late service's pod is named after it and reused across replacements.
+	name := e.prefix + "-" + ent.svc.name
+	if e.pods[name] {
+		info, err := e.eng.InspectPod(ctx, name)
+		if err == nil {
+			return podFromInfo(info)
+		}
+		if !errors.Is(err, podman.ErrNotFound) {
+			return nil, err
+		}
+		delete(e.pods, name)
+	}
+	return e.createPod(ctx, name, ent.svc.ports, "service")
+}
+
+// forgetPod drops a pod that was removed from outside.
+func (e *Environment) forgetPod(p *pod) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.suitePod != nil && e.suitePod.id == p.id {
+		e.suitePod = nil
+	}
+	delete(e.pods, p.name)
+	e.log.Warn("cleanroom: pod vanished; creating it again", "pod", p.name)
+}
+
+// createPod creates a pod publishing ports on 127.0.0.1 (host port chosen
+// by the engine) and records it for Close. Called with e.mu held.
+func (e *Environment) createPod(ctx context.Context, name string, ports []uint16, role string) (*pod, error) {
+	spec := podman.PodSpec{Name: name, Labels: e.labels(map[string]string{LabelRole: role, LabelConfigHash: e.suite})}
+	for _, p := range ports {
+		spec.Ports = append(spec.Ports, podman.Port{ContainerPort: p})
+	}
+	if _, err := e.eng.CreatePod(ctx, spec); err != nil {
+		return nil, err
+	}
+	e.pods[name] = true
+	info, err := e.eng.InspectPod(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	p, err := podFromInfo(info)
+	if err != nil {
+		return nil, err
+	}
+	for _, port := range ports {
+		if p.ports[port] == 0 {
+			return nil, fmt.Errorf("pod %s: port %d was not published", name, port)
+		}
+	}
+	e.log.Debug("cleanroom: created pod", "pod", name, "ports", p.ports)
+	return p, nil
+}
+
+func podFromInfo(info *podman.PodInfo) (*pod, error) {
+	p := &pod{name: info.Name, id: info.ID, host: "127.0.0.1", ports: map[uint16]uint16{}}
+	for key, addr := range info.Ports {
+		port, proto, _ := strings.Cut(key, "/")
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil || proto != "tcp" {
+			continue
+		}
+		p.ports[uint16(n)] = addr.Port
+		if addr.IP != "" && addr.IP != "0.0.0.0" {
+			p.host = addr.IP
+		}
+	}
+	return p, nil
+}
+
+func (e *Environment) labels(extra map[string]string) map[string]string {
+	l := map[string]string{
+		LabelSuite:     e.suite,
+		LabelRun:       e.run,
+		LabelPID:       strconv.Itoa(os.Getpid()),
+		LabelCreatedAt: time.Now().UTC().Format(time.RFC3339),
+		LabelVersion:   Version,
+	}
+	maps.Copy(l, extra)
+	return l
+}
+
+// startContainer creates the service's container in pod p, starts it and
+// waits until it is ready. On failure nothing it created is left.
+func (e *Environment) startContainer(ctx context.Context, p *pod, svc *Service, name string) (*Container, error) {
+	began := time.Now()
+	fail := func(step string, err error) (*Container, error) {
+		return nil, fmt.Errorf("start %s: %s: %w", svc.name, step, err)
+	}
+	if err := e.ensureImage(ctx, svc); err != nil {
+		return fail("image "+svc.image, err)
+	}
+	spec := podman.ContainerSpec{
+		Name: name, Image: svc.image, Pod: p.id,
+		Env: svc.env, Entrypoint: svc.entrypoint, Command: svc.command, Tmpfs: svc.tmpfs,
+		Labels: e.labels(map[string]string{LabelService: svc.name, LabelConfigHash: hash(svc.definition())}),
+		// The backstop if every process of ours dies: conmon kills the
+		// container after this, whatever happens to us.
+		Timeout: 2*e.cfg.MaxContainerReuseTime + e.cfg.ContainerStartupTimeout,
+	}
+	id, err := e.eng.CreateContainer(ctx, spec)
+	if errors.Is(err, podman.ErrConflict) {
+		// A container of ours with this name survived a failed attempt.
+		if rerr := e.eng.RemoveContainer(ctx, name); rerr == nil || errors.Is(rerr, podman.ErrNotFound) {
+			id, err = e.eng.CreateContainer(ctx, spec)
+		}
+	}
+	if errors.Is(err, podman.ErrNotFound) && strings.Contains(err.Error(), "pod") {
+		return nil, fmt.Errorf("start %s: %w: %w", svc.name, errPodGone, err)
+	}
+	if err != nil {
+		return fail("create container", err)
+	}
+	remove := func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := e.eng.RemoveContainer(rctx, id); err != nil && !errors.Is(err, podman.ErrNotFound) {
+			e.log.Error("cleanroom: remove failed container", "container", name, "error", err)
+		}
+	}
+	if err := e.eng.StartContainer(ctx, id); err != nil {
+		remove()
+		if errors.Is(err, podman.ErrNotFound) {
+			return nil, fmt.Errorf("start %s: %w: %w", svc.name, errPodGone, err)
+		}
+		return fail("start container", err)
+	}
+	c := &Container{
+		Service: svc.name, ID: id, Name: name, PodID: p.id, PodName: p.name, Image: svc.image,
+		Created: time.Now(), host: p.host, ports: map[uint16]uint16{}, env: svc.env, secret: e.secret,
+	}
+	for _, port := range svc.ports {
+		c.ports[port] = p.ports[port]
+	}
+	if err := e.waitReady(ctx, svc, c); err != nil {
+		lines, lerr := e.eng.Logs(context.WithoutCancel(ctx), id, logTail)
+		remove()
+		msg := fmt.Sprintf("start %s: wait ready (%s): %v", svc.name, e.cfg.ContainerStartupTimeout, err)
+		if lerr == nil {
+			msg += fmt.Sprintf("\nlast %d log lines of %s:\n  %s", len(lines), name, strings.Join(lines, "\n  "))
+		}
+		return nil, errors.New(msg)
+	}
+	e.started.Add(1)
+	e.log.Info("cleanroom: started container", "service", svc.name, "container", name, "image", svc.image,
+		"took", time.Since(began).Round(time.Millisecond))
+	return c, nil
+}
+
+// waitReady polls the readiness probe; a container that stops running
+// ends the wait at once.
+func (e *Environment) waitReady(ctx context.Context, svc *Service, c *Container) error {
+	probe := svc.readyProbe(c)
+	if probe == nil {
+		return healthcheck.Wait(ctx, healthcheck.Func("container running", func(ctx context.Context) error {
+			return e.checkRunning(ctx, c.ID)
+		}), healthcheck.Options{})
+	}
+	var lastInspect time.Time
+	return healthcheck.Wait(ctx, healthcheck.Func(probe.String(), func(ctx context.Context) error {
+		err := probe.Check(ctx)
+		if err == nil || time.Since(lastInspect) < 500*time.Millisecond {
+			return err
+		}
+		lastInspect = time.Now()
+		if info, ierr := e.eng.InspectContainer(ctx, c.ID); ierr == nil && !info.State.Running {
+			return healthcheck.Permanent(fmt.Errorf("the container %s (exit code %d): %w", info.State.Status, info.State.ExitCode, err))
+		}
+		return err
+	}), healthcheck.Options{})
+}
+
+// ensureImage pulls the service's image when the engine does not have it.
+func (e *Environment) ensureImage(ctx context.Context, svc *Service) error {
+	ok, err := e.eng.ImageExists(ctx, svc.image)
+	if err != nil || ok {
+		return err
+	}
+	e.log.Info("cleanroom: pulling image", "image", svc.image)
+	began := time.Now()
+	err = e.eng.Pull(ctx, svc.image, func(ev podman.PullEvent) {
+		e.log.Debug("cleanroom: pull", "image", svc.image, "status", ev.Status, "layer", ev.Layer, "current", ev.Current, "total", ev.Total)
+	})
+	if err != nil {
+		env := "CLEANROOM_" + strings.ToUpper(strings.ReplaceAll(svc.name, "-", "_")) + "_IMAGE"
+		return fmt.Errorf("%w\n(the image is not in the engine's store and could not be pulled: pull or build it, or choose another with [cleanroom.images] %s = \"…\" or %s)", err, svc.name, env)
+	}
+	e.log.Info("cleanroom: pulled image", "image", svc.image, "took", time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// Reset returns service name to an empty state: Postgres truncates every
+// user table (RESTART IDENTITY CASCADE) and resets search_path settings;
+// Redis flushes every logical database; a Generic service runs its
+// ResetWith function or ResetCommand.
+func (e *Environment) Reset(ctx context.Context, name string) error {
+	ent, err := e.lookup(name, nil)
+	if err != nil {
+		return err
+	}
+	c, err := e.acquire(ctx, ent, false)
+	if err != nil {
+		return err
+	}
+	svc := ent.svc
+	switch {
+	case svc.reset != nil:
+		err = svc.reset(ctx, c)
+	case svc.resetCmd != nil:
+		var res podman.ExecResult
+		res, err = e.eng.Exec(ctx, c.ID, svc.resetCmd)
+		if err == nil && res.ExitCode != 0 {
+			err = fmt.Errorf("%q exited with %d: %s", strings.Join(svc.resetCmd, " "), res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+		}
+	default:
+		err = errors.New("the service has no reset; give it one with cleanroom.ResetWith or cleanroom.ResetCommand")
+	}
+	if err != nil {
+		return fmt.Errorf("cleanroom: reset %s: %w", name, err)
+	}
+	return nil
+}
+
+// perTestContainer starts svc in a pod of its own, for one test.
+func (e *Environment) perTestContainer(ctx context.Context, svc *Service) (*Container, func() error, error) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, nil, errors.New("the environment is closed")
+	}
+	e.counter++
+	name := fmt.Sprintf("%s-t%d", e.prefix, e.counter)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ContainerStartupTimeout)
+	defer cancel()
+	p, err := e.createPod(ctx, name, svc.ports, "per-test")
+	e.mu.Unlock()
+	removePod := func() error {
+		rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		err := e.eng.RemovePod(rctx, name)
+		if errors.Is(err, podman.ErrNotFound) {
+			err = nil
+		}
+		if err == nil {
+			e.mu.Lock()
+			delete(e.pods, name)
+			e.mu.Unlock()
+		}
+		return err
+	}
+	if err != nil {
+		_ = removePod()
+		return nil, nil, fmt.Errorf("start %s: %w", svc.name, err)
+	}
+	c, err := e.startContainer(ctx, p, svc, name+"-"+svc.name)
+	if err != nil {
+		return nil, nil, errors.Join(err, removePod())
+	}
+	e.perTest.Add(1)
+	return c, removePod, nil
+}
+
+// noteReady records how long the first use of a service waited.
+func (e *Environment) noteReady(name string, d time.Duration) {
+	e.readyMu.Lock()
+	defer e.readyMu.Unlock()
+	if e.ready == nil {
+		e.ready = map[string]time.Duration{}
+	}
+	if _, ok := e.ready[name]; !ok {
+		e.ready[name] = d
+	}
+}
+
+// Stats counts what an Environment did.
+type Stats struct {
+	Started  int64 // containers started (including replacements and per-test ones)
+	Reused   int64 // times an existing container was handed out again
+	Replaced int64 // containers replaced: unhealthy, vanished or too old
+	PerTest  int64 // per-test containers (singletons off, or fallback)
+}
+
+// Stats returns the counters so far.
+func (e *Environment) Stats() Stats {
+	return Stats{Started: e.started.Load(), Reused: e.reused.Load(), Replaced: e.replaced.Load(), PerTest: e.perTest.Load()}
+}
+
+// Entry is one row of the registry.
+type Entry struct {
+	Service     string
+	PodID       string
+	ContainerID string
+	Created     time.Time
+	LastHealthy time.Time
+	Users       int // tests of this process attached now
+}
+
+// Registry returns the services that have a container now, by name.
+func (e *Environment) Registry() map[string]Entry {
+	e.mu.Lock()
+	ents := slices.Collect(maps.Values(e.byName))
+	e.mu.Unlock()
+	out := map[string]Entry{}
+	for _, ent := range ents {
+		ent.mu.Lock()
+		if c := ent.cur; c != nil {
+			out[ent.svc.name] = Entry{Service: ent.svc.name, PodID: c.PodID, ContainerID: c.ID,
+				Created: c.Created, LastHealthy: ent.lastHealthy, Users: ent.users}
+		}
+		ent.mu.Unlock()
+	}
+	return out
+}
+
+// Suite is the suite key: a hash of the working directory and of the
+// declared services' definitions.
+func (e *Environment) Suite() string { return e.suite }
+
+// Close removes every pod (and so every container) this Environment
+// created and closes its engine connection. Every failure is reported
+// (aggregated); calling Close again returns the same result.
+func (e *Environment) Close(ctx context.Context) error {
+	e.closeOnce.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		names := slices.Sorted(maps.Keys(e.pods))
+		e.mu.Unlock()
+		var result *multierror.Error
+		for _, name := range names {
+			if err := e.eng.RemovePod(ctx, name); err != nil && !errors.Is(err, podman.ErrNotFound) {
+				result = multierror.Append(result, fmt.Errorf("cleanroom: close: %w", err))
+				continue
+			}
+			e.mu.Lock()
+			delete(e.pods, name)
+			e.mu.Unlock()
+			e.log.Debug("cleanroom: removed pod", "pod", name)
+		}
+		if err := e.eng.Close(); err != nil {
+			result = multierror.Append(result, err)
+		}
+		e.closeErr = result.ErrorOrNil()
+	})
+	return e.closeErr
+}

@@ -1,0 +1,257 @@
+package cleanroom
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// TestingM is what Main needs of *testing.M.
+type TestingM interface {
+	Run() int
+}
+
+// TB is what the per-test helpers need of *testing.T, *testing.B and
+// *testing.F.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	Name() string
+}
+
+// Hooks for tests of Main: exit ends the process, stderr takes Main's
+// messages, notify delivers termination signals.
+var (
+	exit             = os.Exit
+	stderr io.Writer = os.Stderr
+	notify           = func(c chan<- os.Signal) { signal.Notify(c, os.Interrupt, syscall.SIGTERM) }
+)
+
+// Main is the entry point for TestMain: it loads the configuration
+// (cleanroom.toml and CLEANROOM_* variables, see LoadConfig), declares the
+// services, runs the tests, removes every container it started, and exits
+// with the tests' status. SIGINT and SIGTERM take the same clean-up path.
+//
+//	func TestMain(m *testing.M) {
+//		cleanroom.Main(m, cleanroom.Postgres(), cleanroom.Redis())
+//	}
+func Main(m TestingM, services ...Service) {
+	cfg, err := LoadConfig("")
+	if err != nil {
+		fmt.Fprintf(stderr, "cleanroom: %v\n", err)
+		exit(1)
+		return
+	}
+	exit(Run(m, cfg, services...))
+}
+
+var (
+	defaultMu  sync.Mutex
+	defaultEnv *Environment
+)
+
+// Run is Main with an explicit configuration, returning the exit status
+// instead of exiting. Tests of the package reach the environment through
+// PostgresFor, RedisFor and ContainerFor.
+func Run(m TestingM, cfg Config, services ...Service) int {
+	began := time.Now()
+	ctx := context.Background()
+	env, err := New(ctx, cfg, services...)
+	if err != nil {
+		fmt.Fprintf(stderr, "cleanroom: %v\n", err)
+		return 1
+	}
+	setDefault(env)
+	defer setDefault(nil)
+
+	sigs := make(chan os.Signal, 1)
+	notify(sigs)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case sig := <-sigs:
+			fmt.Fprintf(stderr, "cleanroom: %v: removing the suite's containers\n", sig)
+			closeEnv(env)
+			code := 130
+			if sig == syscall.SIGTERM {
+				code = 143
+			}
+			exit(code)
+		case <-done:
+		}
+	}()
+
+	code := m.Run()
+	if err := closeEnv(env); err != nil {
+		fmt.Fprintf(stderr, "%v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	if summaryEnabled() {
+		fmt.Fprintln(stderr, summary(env, time.Since(began)))
+	}
+	return code
+}
+
+func closeEnv(env *Environment) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return env.Close(ctx)
+}
+
+func summaryEnabled() bool {
+	v := os.Getenv("CLEANROOM_SUMMARY")
+	return debugEnabled() || (v != "" && v != "0" && v != "false")
+}
+
+// summary is the one line CLEANROOM_SUMMARY=1 prints per test binary.
+func summary(env *Environment, total time.Duration) string {
+	st := env.Stats()
+	var ready []string
+	env.readyMu.Lock()
+	for _, name := range slices.Sorted(maps.Keys(env.ready)) {
+		ready = append(ready, fmt.Sprintf("%s in %s", name, env.ready[name].Round(time.Millisecond)))
+	}
+	env.readyMu.Unlock()
+	r := "no service used"
+	if len(ready) > 0 {
+		r = strings.Join(ready, ", ")
+	}
+	return fmt.Sprintf("cleanroom: %s: ready %s; containers started %d, reused %d, replaced %d, per-test %d; total %s",
+		packageName(), r, st.Started, st.Reused, st.Replaced, st.PerTest, total.Round(time.Millisecond))
+}
+
+func packageName() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "?"
+	}
+	return wd[strings.LastIndex(wd, "/")+1:]
+}
+
+func setDefault(env *Environment) {
+	defaultMu.Lock()
+	defaultEnv = env
+	defaultMu.Unlock()
+}
+
+// Default returns the environment of the running Main or Run, or nil.
+func Default() *Environment {
+	defaultMu.Lock()
+	defer defaultMu.Unlock()
+	return defaultEnv
+}
+
+func defaultFor(t TB) *Environment {
+	t.Helper()
+	env := Default()
+	if env == nil {
+		t.Fatalf("cleanroom: no environment: call cleanroom.Main(m, …) from TestMain (or use Environment.Use with your own)")
+	}
+	return env
+}
+
+// PostgresFor returns the suite's PostgreSQL server for test t, starting it
+// on first use. Safe for parallel tests: they share the server (isolate
+// their data per test). The container is not replaced while t runs.
+func PostgresFor(t TB) *PostgresServer {
+	t.Helper()
+	return defaultFor(t).Postgres(t)
+}
+
+// RedisFor returns the suite's Redis server for test t, as PostgresFor.
+func RedisFor(t TB) *RedisServer {
+	t.Helper()
+	return defaultFor(t).Redis(t)
+}
+
+// ContainerFor returns the container of the suite's service name for t.
+func ContainerFor(t TB, name string) *Container {
+	t.Helper()
+	return defaultFor(t).Use(t, name)
+}
+
+// Postgres is PostgresFor on this environment (service "postgres").
+func (e *Environment) Postgres(t TB) *PostgresServer {
+	t.Helper()
+	return &PostgresServer{c: e.Use(t, "postgres")}
+}
+
+// Redis is RedisFor on this environment (service "redis").
+func (e *Environment) Redis(t TB) *RedisServer {
+	t.Helper()
+	return &RedisServer{c: e.Use(t, "redis")}
+}
+
+// Use returns service name's container for test t: the suite's singleton,
+// attached until t ends (it is not replaced meanwhile). With singletons
+// disabled, or when the singleton cannot be created, t gets a container in
+// a pod of its own, removed when t ends (the latter with a logged warning).
+// Failures end t with Fatalf.
+func (e *Environment) Use(t TB, name string) *Container {
+	t.Helper()
+	ent, err := e.lookup(name, nil)
+	if err != nil {
+		t.Fatalf("%v", err)
+		return nil
+	}
+	ctx := context.Background()
+	ent.mu.Lock()
+	fallback, broken := ent.fallback, ent.broken
+	ent.mu.Unlock()
+	if broken != nil {
+		t.Fatalf("cleanroom: %s is not available (it failed earlier in this run): %v", name, broken)
+		return nil
+	}
+	if !e.cfg.DisableSingletonContainers && fallback == nil {
+		began := time.Now()
+		c, err := e.acquire(ctx, ent, true)
+		if err == nil {
+			e.noteReady(name, time.Since(began))
+			t.Cleanup(func() { e.release(ent, c) })
+			return c
+		}
+		if e.isClosed() {
+			t.Fatalf("%v", err)
+			return nil
+		}
+		ent.mu.Lock()
+		if ent.fallback == nil {
+			ent.fallback = err
+			e.log.Warn("cleanroom: singleton could not be created; falling back to per-test containers", "service", name, "error", err)
+		}
+		fallback = ent.fallback
+		ent.mu.Unlock()
+		t.Logf("cleanroom: %s: the shared container could not be created, so this test gets its own: %v", name, err)
+	}
+	c, remove, err := e.perTestContainer(ctx, ent.svc)
+	if err != nil {
+		if fallback != nil {
+			err = fmt.Errorf("singleton: %v; per-test container: %w", fallback, err)
+			ent.mu.Lock()
+			ent.broken = err
+			ent.mu.Unlock()
+		}
+		t.Fatalf("cleanroom: %v", err)
+		return nil
+	}
+	t.Cleanup(func() {
+		if err := remove(); err != nil {
+			t.Errorf("cleanroom: remove the per-test pod of %s: %v", name, err)
+		}
+	})
+	return c
+}

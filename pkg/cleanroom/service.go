@@ -1,0 +1,337 @@
+package cleanroom
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
+)
+
+// Default images: the official ones, pinned (never :latest). Override them
+// per service with Image, [cleanroom.images] in cleanroom.toml or
+// CLEANROOM_<SERVICE>_IMAGE.
+const (
+	DefaultPostgresImage = "docker.io/library/postgres:15.10"
+	DefaultRedisImage    = "docker.io/library/redis:7.4.1"
+)
+
+// Service is the definition of a service container: image, ports, env,
+// command, probes and reset. Build one with Postgres, Redis or Generic and
+// declare it to Main or New. A Service is a value; declaring it copies it.
+type Service struct {
+	name       string
+	kind       string // "postgres", "redis", "generic"
+	image      string
+	ports      []uint16
+	env        map[string]string
+	entrypoint []string
+	command    []string
+	tmpfs      map[string]string
+	pgSettings map[string]string // postgres: -c name=value flags
+	ready      func(*Container) healthcheck.Probe
+	health     func(*Container) healthcheck.Probe
+	reset      func(context.Context, *Container) error
+	resetCmd   []string
+	// build completes the definition once the suite's secret is known.
+	build func(s *Service, secret string)
+}
+
+// Name is the service's name, unique in an environment ("postgres",
+// "redis", or the name given to Generic).
+func (s Service) Name() string { return s.name }
+
+// Image is the image the service runs.
+func (s Service) Image() string { return s.image }
+
+// clone returns a deep copy, so that declaring a Service to two
+// environments, or changing it afterwards, has no effect on either.
+func (s Service) clone() Service {
+	s.ports = slices.Clone(s.ports)
+	s.env = maps.Clone(s.env)
+	s.entrypoint = slices.Clone(s.entrypoint)
+	s.command = slices.Clone(s.command)
+	s.tmpfs = maps.Clone(s.tmpfs)
+	s.pgSettings = maps.Clone(s.pgSettings)
+	s.resetCmd = slices.Clone(s.resetCmd)
+	return s
+}
+
+// definition is a stable text of everything that decides what the container
+// is, for the config hash label.
+func (s Service) definition() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%s|%v|%q|%q|", s.name, s.image, s.ports, s.entrypoint, s.command)
+	for _, m := range []map[string]string{s.env, s.tmpfs, s.pgSettings} {
+		keys := slices.Sorted(maps.Keys(m))
+		for _, k := range keys {
+			if k == "POSTGRES_PASSWORD" {
+				continue // the secret differs per suite, not the definition
+			}
+			fmt.Fprintf(&b, "%s=%s;", k, m[k])
+		}
+		b.WriteString("|")
+	}
+	return b.String()
+}
+
+// Option changes a Service. The same options serve Postgres, Redis and
+// Generic.
+type Option func(*Service)
+
+// Image sets the image (default: the service's pinned official image).
+func Image(ref string) Option { return func(s *Service) { s.image = ref } }
+
+// Port adds container ports to publish on 127.0.0.1 (a free host port
+// each). The first is the service's main port.
+func Port(ports ...uint16) Option {
+	return func(s *Service) { s.ports = append(s.ports, ports...) }
+}
+
+// Env sets an environment variable of the container.
+func Env(key, value string) Option {
+	return func(s *Service) {
+		if s.env == nil {
+			s.env = map[string]string{}
+		}
+		s.env[key] = value
+	}
+}
+
+// Cmd replaces the container's command (the image's CMD).
+func Cmd(args ...string) Option { return func(s *Service) { s.command = args } }
+
+// Entrypoint replaces the image's entrypoint.
+func Entrypoint(args ...string) Option { return func(s *Service) { s.entrypoint = args } }
+
+// Tmpfs mounts a tmpfs at path with the given mount options (e.g.
+// "rw,size=256m,mode=1777"; "" for Podman's defaults).
+func Tmpfs(path, options string) Option {
+	return func(s *Service) {
+		if s.tmpfs == nil {
+			s.tmpfs = map[string]string{}
+		}
+		s.tmpfs[path] = options
+	}
+}
+
+// NoTmpfs removes the service's tmpfs mounts: Postgres then keeps its data
+// on disk, as in production (2–7× slower per test; see README).
+func NoTmpfs() Option { return func(s *Service) { s.tmpfs = nil } }
+
+// Ready sets the readiness probe, run until it succeeds after the container
+// starts. Default: Postgres SELECT 1, Redis PING, TCP connect to the first
+// port of a Generic service.
+func Ready(probe func(c *Container) healthcheck.Probe) Option {
+	return func(s *Service) { s.ready = probe }
+}
+
+// Health sets the probe run before a container is reused (at most once per
+// container_health_check_interval). Default: the readiness probe. Prefer a
+// network probe: an exec costs 150–200 ms.
+func Health(probe func(c *Container) healthcheck.Probe) Option {
+	return func(s *Service) { s.health = probe }
+}
+
+// ResetWith sets the function Environment.Reset runs for this service.
+func ResetWith(fn func(ctx context.Context, c *Container) error) Option {
+	return func(s *Service) { s.reset = fn; s.resetCmd = nil }
+}
+
+// ResetCommand makes Environment.Reset run cmd inside the container (it must
+// exit 0). Execs are slow (150–200 ms): prefer ResetWith over the network.
+func ResetCommand(cmd ...string) Option {
+	return func(s *Service) { s.resetCmd = cmd; s.reset = nil }
+}
+
+// PostgresSetting sets a server setting (postgres -c name=value); it
+// overrides the test defaults (fsync, synchronous_commit and
+// full_page_writes off, max_connections 300). Ignored once Cmd is given.
+func PostgresSetting(name, value string) Option {
+	return func(s *Service) {
+		if s.pgSettings == nil {
+			s.pgSettings = map[string]string{}
+		}
+		s.pgSettings[name] = value
+	}
+}
+
+// Postgres user and database of the Postgres service.
+const (
+	PostgresUser     = "cleanroom"
+	PostgresDatabase = "cleanroom"
+	postgresPort     = 5432
+	redisPort        = 6379
+)
+
+// Postgres is a PostgreSQL service named "postgres", tuned for tests:
+// data on tmpfs, fsync, synchronous_commit and full_page_writes off,
+// max_connections 300, a random password per suite. Every part can be
+// changed with options (Image, PostgresSetting, NoTmpfs, Env, …).
+func Postgres(opts ...Option) Service {
+	s := Service{
+		name:  "postgres",
+		kind:  "postgres",
+		image: DefaultPostgresImage,
+		ports: []uint16{postgresPort},
+		env: map[string]string{
+			"POSTGRES_USER": PostgresUser,
+			"POSTGRES_DB":   PostgresDatabase,
+			// A directory inside the tmpfs mount: the mount point itself
+			// cannot be chmod-ed by the non-root server.
+			"PGDATA": "/var/lib/postgresql/data/pgdata",
+		},
+		tmpfs: map[string]string{"/var/lib/postgresql/data": "rw,mode=1777"},
+		pgSettings: map[string]string{
+			"fsync":              "off",
+			"synchronous_commit": "off",
+			"full_page_writes":   "off",
+			"max_connections":    "300",
+		},
+		ready: func(c *Container) healthcheck.Probe { return healthcheck.Postgres(postgresURL(c)) },
+		reset: resetPostgres,
+		build: func(s *Service, secret string) {
+			if s.env["POSTGRES_PASSWORD"] == "" {
+				s.env["POSTGRES_PASSWORD"] = secret
+			}
+			if s.command == nil {
+				s.command = []string{"postgres"}
+				for _, k := range slices.Sorted(maps.Keys(s.pgSettings)) {
+					s.command = append(s.command, "-c", k+"="+s.pgSettings[k])
+				}
+			}
+		},
+	}
+	for _, o := range opts {
+		o(&s)
+	}
+	return s
+}
+
+// Redis is a Redis service named "redis": no persistence, a random password
+// per suite (requirepass), 16 logical databases.
+func Redis(opts ...Option) Service {
+	s := Service{
+		name:  "redis",
+		kind:  "redis",
+		image: DefaultRedisImage,
+		ports: []uint16{redisPort},
+		env:   map[string]string{},
+		ready: func(c *Container) healthcheck.Probe {
+			return healthcheck.Redis(c.Addr(redisPort), c.secret)
+		},
+		reset: resetRedis,
+		build: func(s *Service, secret string) {
+			if s.command == nil {
+				s.command = []string{"redis-server", "--save", "", "--appendonly", "no", "--requirepass", secret}
+			}
+		},
+	}
+	for _, o := range opts {
+		o(&s)
+	}
+	return s
+}
+
+// Generic is any image as a service. Give it ports with Port; its default
+// readiness probe is a TCP connect to the first port (for a protocol-level
+// check, set Ready); without ports, a running container counts as ready.
+func Generic(name, image string, opts ...Option) Service {
+	s := Service{name: name, kind: "generic", image: image, env: map[string]string{}}
+	for _, o := range opts {
+		o(&s)
+	}
+	return s
+}
+
+func (s *Service) validate() error {
+	if !serviceNameRE.MatchString(s.name) {
+		return fmt.Errorf("service name %q: use lower-case letters, digits and dashes, starting with a letter (at most 31)", s.name)
+	}
+	if strings.TrimSpace(s.image) == "" {
+		return fmt.Errorf("service %s: no image", s.name)
+	}
+	seen := map[uint16]bool{}
+	for _, p := range s.ports {
+		if p == 0 {
+			return fmt.Errorf("service %s: port 0 is not a port", s.name)
+		}
+		if seen[p] {
+			return fmt.Errorf("service %s: port %d given twice", s.name, p)
+		}
+		seen[p] = true
+	}
+	return nil
+}
+
+// readyProbe and healthProbe apply the defaults.
+func (s *Service) readyProbe(c *Container) healthcheck.Probe {
+	if s.ready != nil {
+		return s.ready(c)
+	}
+	if len(s.ports) > 0 {
+		return healthcheck.TCP(c.Addr(s.ports[0]))
+	}
+	return nil // running is ready
+}
+
+func (s *Service) healthProbe(c *Container) healthcheck.Probe {
+	if s.health != nil {
+		return s.health(c)
+	}
+	return s.readyProbe(c)
+}
+
+func postgresURL(c *Container) string {
+	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable",
+		c.Env("POSTGRES_USER"), c.Env("POSTGRES_PASSWORD"), c.Addr(postgresPort), c.Env("POSTGRES_DB"))
+}
+
+// resetPostgres empties every table of every user schema (RESTART IDENTITY
+// CASCADE) and resets search_path settings of the database and the role,
+// so that a test's ALTER … SET search_path does not leak either.
+func resetPostgres(ctx context.Context, c *Container) error {
+	conn, err := pgx.Connect(ctx, postgresURL(c))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, `SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+		WHERE schemaname NOT IN ('pg_catalog', 'information_schema') AND schemaname NOT LIKE 'pg\_%'`)
+	if err != nil {
+		return err
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	sort.Strings(tables)
+	if len(tables) > 0 {
+		if _, err := conn.Exec(ctx, "TRUNCATE "+strings.Join(tables, ", ")+" RESTART IDENTITY CASCADE"); err != nil {
+			return err
+		}
+	}
+	for _, stmt := range []string{
+		"RESET search_path",
+		`ALTER DATABASE ` + pgx.Identifier{c.Env("POSTGRES_DB")}.Sanitize() + ` RESET search_path`,
+		`ALTER ROLE ` + pgx.Identifier{c.Env("POSTGRES_USER")}.Sanitize() + ` RESET search_path`,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resetRedis empties every logical database (FLUSHDB on each: FLUSHALL).
+func resetRedis(ctx context.Context, c *Container) error {
+	rdb := redis.NewClient(&redis.Options{Addr: c.Addr(redisPort), Password: c.secret, MaxRetries: -1})
+	defer rdb.Close()
+	return rdb.FlushAll(ctx).Err()
+}
