@@ -1,5 +1,6 @@
 # Cleanroom — every target sets up what it needs, idempotently.
-#   make demo   start Postgres and Redis in a pod, time them, remove them
+#   make demo   run the example shop's tests: 3 packages on a shared Postgres
+#               and Redis, with per-package start-up times and reuse counts
 #   make test   everything CI runs: setup, images, gofmt, vet, build guard,
 #               unit and integration tests with -race, leak check
 
@@ -10,10 +11,12 @@ GO ?= go
 export CLEANROOM_POSTGRES_IMAGE ?= localhost/cleanroom/postgres:15
 export CLEANROOM_REDIS_IMAGE ?= localhost/cleanroom/redis:7
 
-UNIT_PKGS = $$($(GO) list ./... | grep -v /integration)
+# Unit tests need no Podman; integration/ and the example shop's tests do.
+UNIT_PKGS = $$($(GO) list ./... | grep -v -e /integration -e /examples/shop)
+INTEGRATION_PKGS = ./integration/... ./examples/shop/...
 TEST_FLAGS ?= -race -count=1
 
-.PHONY: help setup images test demo clean fmt-check vet build-guard unit integration check-leaks
+.PHONY: help setup images test demo bench clean fmt-check vet build-guard unit integration check-leaks
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,8 +27,12 @@ setup: ## install, configure and start Podman (idempotent, quiet when done)
 images: setup ## build the local postgres and redis images if their recipe changed
 	@scripts/build-images.sh
 
-demo: images ## start Postgres and Redis in one pod, query both, print timings, remove the pod
-	@$(GO) run ./examples/podman-demo
+demo: images ## run the example shop's tests; per package: start-up time, containers started vs reused
+	@scripts/demo.sh
+
+bench: images ## the benchmarks: warm attach (cached, probed) and cold start
+	$(GO) test -run '^$$' -bench . -benchtime 2000x -bench AttachWarm ./integration/
+	$(GO) test -run '^$$' -bench ColdStart -benchtime 5x ./integration/
 
 test: images fmt-check vet build-guard unit integration check-leaks ## all checks and tests, as CI runs them
 	@echo "make test: all green"
@@ -44,7 +51,7 @@ unit:
 	$(GO) test $(TEST_FLAGS) $(UNIT_PKGS)
 
 integration: images
-	$(GO) test $(TEST_FLAGS) ./integration/...
+	$(GO) test $(TEST_FLAGS) $(INTEGRATION_PKGS)
 
 check-leaks: ## fail if any cleanroom pod or container is left
 	@left=$$($(GO) run ./cmd/cleanroom clean --dry-run $(CLEAN_FLAGS)); \

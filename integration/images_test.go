@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,9 @@ const pgData = "/var/lib/postgresql/data/pgdata"
 // container's last log lines when it does not come.
 func waitReady(t *testing.T, c *podman.Client, container string, p healthcheck.Probe) {
 	t.Helper()
+	if c, ok := p.(io.Closer); ok {
+		defer c.Close() // the Postgres probe keeps its connection
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := healthcheck.Wait(ctx, p, healthcheck.Options{}); err != nil {

@@ -43,6 +43,14 @@ func (c *Container) Addr(containerPort uint16) string {
 // started with.
 func (c *Container) Env(key string) string { return c.env[key] }
 
+// Postgres views the container as a PostgreSQL server (for a container of
+// the Postgres service, e.g. from Environment.Get).
+func (c *Container) Postgres() *PostgresServer { return &PostgresServer{c: c} }
+
+// Redis views the container as a Redis server (for a container of the
+// Redis service).
+func (c *Container) Redis() *RedisServer { return &RedisServer{c: c} }
+
 // PostgresServer is the suite's PostgreSQL server as a test sees it. Share
 // it freely between parallel tests; isolate their data with a database,
 // schema or transaction per test.
@@ -69,12 +77,14 @@ func (p *PostgresServer) Database() string { return p.c.Env("POSTGRES_DB") }
 
 // URL is a connection URL of Database for pgx, lib/pq and psql:
 // postgres://user:password@127.0.0.1:port/db?sslmode=disable.
-func (p *PostgresServer) URL() string {
+func (p *PostgresServer) URL() string { return p.urlOf(p.Database()) }
+
+func (p *PostgresServer) urlOf(db string) string {
 	u := url.URL{
 		Scheme:   "postgres",
 		User:     url.UserPassword(p.User(), p.Password()),
 		Host:     p.c.Addr(postgresPort),
-		Path:     "/" + p.Database(),
+		Path:     "/" + db,
 		RawQuery: "sslmode=disable",
 	}
 	return u.String()

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -117,6 +118,25 @@ type entry struct {
 	inflight    *call
 	fallback    error // set once the singleton failed: per-test from then on
 	broken      error // the per-test fallback failed too: fail fast
+	probe       healthcheck.Probe
+	probeOf     *Container // the container probe was made for
+}
+
+// healthProbe returns the health probe of c, kept across checks (a
+// Postgres probe keeps its connection). Called with ent.mu held.
+func (ent *entry) healthProbe(c *Container) healthcheck.Probe {
+	if ent.probeOf != c {
+		closeProbe(ent.probe)
+		ent.probe, ent.probeOf = ent.svc.healthProbe(c), c
+	}
+	return ent.probe
+}
+
+// closeProbe releases what a probe holds (a Postgres connection).
+func closeProbe(p healthcheck.Probe) {
+	if c, ok := p.(io.Closer); ok {
+		_ = c.Close()
+	}
 }
 
 type call struct {
@@ -301,7 +321,7 @@ func (e *Environment) acquire(ctx context.Context, ent *entry, user bool) (*Cont
 			case time.Since(ent.lastHealthy) < e.cfg.ContainerHealthCheckInterval:
 				// healthy recently enough
 			default:
-				if err := e.checkHealth(ctx, ent.svc, c); err != nil {
+				if err := e.checkHealth(ctx, ent.healthProbe(c), c); err != nil {
 					reason = "it is unhealthy: " + err.Error()
 				} else {
 					ent.lastHealthy = time.Now()
@@ -321,6 +341,8 @@ func (e *Environment) acquire(ctx context.Context, ent *entry, user bool) (*Cont
 		old := ent.cur
 		cl := &call{done: make(chan struct{})}
 		ent.inflight, ent.cur = cl, nil
+		closeProbe(ent.probe)
+		ent.probe, ent.probeOf = nil, nil
 		ent.mu.Unlock()
 
 		if old != nil {
@@ -360,13 +382,13 @@ func (e *Environment) isClosed() bool {
 	return e.closed
 }
 
-// checkHealth runs the service's health probe once; when it fails, the
-// container's state is added to the reason.
-func (e *Environment) checkHealth(ctx context.Context, svc *Service, c *Container) error {
+// checkHealth runs the health probe p (nil: "is it running") once; when it
+// fails, the container's state is added to the reason.
+func (e *Environment) checkHealth(ctx context.Context, p healthcheck.Probe, c *Container) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var err error
-	if p := svc.healthProbe(c); p != nil {
+	if p != nil {
 		err = p.Check(ctx)
 	} else {
 		err = e.checkRunning(ctx, c.ID)
@@ -598,6 +620,7 @@ func (e *Environment) waitReady(ctx context.Context, svc *Service, c *Container)
 			return e.checkRunning(ctx, c.ID)
 		}), healthcheck.Options{})
 	}
+	defer closeProbe(probe)
 	var lastInspect time.Time
 	return healthcheck.Wait(ctx, healthcheck.Func(probe.String(), func(ctx context.Context) error {
 		err := probe.Check(ctx)
@@ -766,7 +789,14 @@ func (e *Environment) Close(ctx context.Context) error {
 		e.mu.Lock()
 		e.closed = true
 		names := slices.Sorted(maps.Keys(e.pods))
+		ents := slices.Collect(maps.Values(e.byName))
 		e.mu.Unlock()
+		for _, ent := range ents {
+			ent.mu.Lock()
+			closeProbe(ent.probe)
+			ent.probe, ent.probeOf = nil, nil
+			ent.mu.Unlock()
+		}
 		var result *multierror.Error
 		for _, name := range names {
 			if err := e.eng.RemovePod(ctx, name); err != nil && !errors.Is(err, podman.ErrNotFound) {

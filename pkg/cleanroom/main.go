@@ -187,13 +187,13 @@ func ContainerFor(t TB, name string) *Container {
 // Postgres is PostgresFor on this environment (service "postgres").
 func (e *Environment) Postgres(t TB) *PostgresServer {
 	t.Helper()
-	return &PostgresServer{c: e.Use(t, "postgres")}
+	return e.Use(t, "postgres").Postgres()
 }
 
 // Redis is RedisFor on this environment (service "redis").
 func (e *Environment) Redis(t TB) *RedisServer {
 	t.Helper()
-	return &RedisServer{c: e.Use(t, "redis")}
+	return e.Use(t, "redis").Redis()
 }
 
 // Use returns service name's container for test t: the suite's singleton,
@@ -240,7 +240,11 @@ func (e *Environment) Use(t TB, name string) *Container {
 	c, remove, err := e.perTestContainer(ctx, ent.svc)
 	if err != nil {
 		if fallback != nil {
-			err = fmt.Errorf("singleton: %v; per-test container: %w", fallback, err)
+			if fallback.Error() == err.Error() {
+				err = fmt.Errorf("%w\n(the per-test fallback failed the same way)", err)
+			} else {
+				err = fmt.Errorf("shared container: %v\nper-test fallback: %w", fallback, err)
+			}
 			ent.mu.Lock()
 			ent.broken = err
 			ent.mu.Unlock()

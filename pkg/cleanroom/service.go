@@ -194,7 +194,9 @@ func Postgres(opts ...Option) Service {
 			"full_page_writes":   "off",
 			"max_connections":    "300",
 		},
-		ready: func(c *Container) healthcheck.Probe { return healthcheck.Postgres(postgresURL(c)) },
+		// The probe connects to the maintenance database, so that its kept
+		// connection never stands in the way of the application database.
+		ready: func(c *Container) healthcheck.Probe { return healthcheck.Postgres(postgresURLOf(c, "postgres")) },
 		reset: resetPostgres,
 		build: func(s *Service, secret string) {
 			if s.env["POSTGRES_PASSWORD"] == "" {
@@ -288,9 +290,10 @@ func (s *Service) healthProbe(c *Container) healthcheck.Probe {
 	return s.readyProbe(c)
 }
 
-func postgresURL(c *Container) string {
-	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable",
-		c.Env("POSTGRES_USER"), c.Env("POSTGRES_PASSWORD"), c.Addr(postgresPort), c.Env("POSTGRES_DB"))
+func postgresURL(c *Container) string { return postgresURLOf(c, c.Env("POSTGRES_DB")) }
+
+func postgresURLOf(c *Container, db string) string {
+	return c.Postgres().urlOf(db)
 }
 
 // resetPostgres empties every table of every user schema (RESTART IDENTITY

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,24 +52,67 @@ func TCP(addr string) Probe {
 }
 
 // Postgres succeeds when the server at url (a postgres:// URL or key=value
-// DSN) accepts a connection and answers SELECT 1.
-func Postgres(url string) Probe {
+// DSN) answers SELECT 1. The probe keeps its connection between checks, so
+// a repeated check costs one round trip (≈ 0.1 ms) instead of a new
+// connection with password authentication (≈ 5–10 ms); a broken connection
+// is replaced at once. Close releases it.
+func Postgres(url string) *PostgresProbe {
 	name := "postgres SELECT 1"
 	if cfg, err := pgx.ParseConfig(url); err == nil {
 		name = fmt.Sprintf("postgres SELECT 1 at %s:%d", cfg.Host, cfg.Port)
 	}
-	return Func(name, func(ctx context.Context) error {
-		conn, err := pgx.Connect(ctx, url)
-		if err != nil {
-			return err
+	return &PostgresProbe{url: url, name: name}
+}
+
+// PostgresProbe is the probe Postgres returns.
+type PostgresProbe struct {
+	url, name string
+	mu        sync.Mutex
+	conn      *pgx.Conn
+}
+
+func (p *PostgresProbe) String() string { return p.name }
+
+// Check runs SELECT 1, connecting first when it holds no connection.
+func (p *PostgresProbe) Check(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn != nil {
+		if err := selectOne(ctx, p.conn); err == nil {
+			return nil
 		}
-		defer conn.Close(context.WithoutCancel(ctx))
-		var one int
-		if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
-			return err
-		}
+		p.conn.Close(context.WithoutCancel(ctx))
+		p.conn = nil
+	}
+	conn, err := pgx.Connect(ctx, p.url)
+	if err != nil {
+		return err
+	}
+	if err := selectOne(ctx, conn); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return err
+	}
+	p.conn = conn
+	return nil
+}
+
+// Close closes the kept connection, if any.
+func (p *PostgresProbe) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn == nil {
 		return nil
-	})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err := p.conn.Close(ctx)
+	p.conn = nil
+	return err
+}
+
+func selectOne(ctx context.Context, conn *pgx.Conn) error {
+	var one int
+	return conn.QueryRow(ctx, "SELECT 1").Scan(&one)
 }
 
 // Redis succeeds when the server at addr ("host:port") answers PING with

@@ -1,0 +1,104 @@
+// Package singleton is a test package as a user writes one: cleanroom.Main
+// in TestMain and 50 parallel tests that share the suite's Postgres and
+// Redis. It checks, from the engine's side, that exactly one container per
+// service served them all.
+package singleton
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
+	"github.com/cleanroom-go/cleanroom/pkg/podman"
+)
+
+func TestMain(m *testing.M) {
+	// The images come from CLEANROOM_POSTGRES_IMAGE / CLEANROOM_REDIS_IMAGE
+	// (set by the Makefile to the locally built ones).
+	cleanroom.Main(m, cleanroom.Postgres(), cleanroom.Redis())
+}
+
+const parallel = 50
+
+func TestFiftyParallelTestsShareOneContainerPerService(t *testing.T) {
+	t.Run("tests", func(t *testing.T) {
+		for i := range parallel {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				ctx := context.Background()
+				pg := cleanroom.PostgresFor(t)
+				conn, err := pgx.Connect(ctx, pg.URL())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close(ctx)
+				// Each test works in its own table: isolation by naming here;
+				// pkg/isolation gives real per-test databases.
+				table := pgx.Identifier{fmt.Sprintf("t%d", i)}.Sanitize()
+				if _, err := conn.Exec(ctx, "CREATE TABLE "+table+" (v int); INSERT INTO "+table+" VALUES ($1)", i); err != nil {
+					// pgx does not take parameters in a multi-statement exec
+					if _, err := conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+table+" (v int)"); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := conn.Exec(ctx, "INSERT INTO "+table+" VALUES ($1)", i); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var v int
+				if err := conn.QueryRow(ctx, "SELECT v FROM "+table).Scan(&v); err != nil || v != i {
+					t.Errorf("read back %d, %v; want %d", v, err, i)
+				}
+
+				rd := cleanroom.RedisFor(t)
+				rdb := redis.NewClient(&redis.Options{Addr: rd.Addr(), Password: rd.Password()})
+				defer rdb.Close()
+				key := fmt.Sprintf("test:%d", i)
+				if err := rdb.Set(ctx, key, i, 0).Err(); err != nil {
+					t.Fatal(err)
+				}
+				if got, err := rdb.Get(ctx, key).Int(); err != nil || got != i {
+					t.Errorf("GET %s = %d, %v", key, got, err)
+				}
+			})
+		}
+	})
+
+	env := cleanroom.Default()
+	st := env.Stats()
+	if st.Started != 2 || st.Replaced != 0 || st.PerTest != 0 {
+		t.Errorf("stats %+v: want exactly 2 containers started for %d tests", st, parallel)
+	}
+	if st.Reused != 2*parallel-2 {
+		t.Errorf("reused %d times, want %d", st.Reused, 2*parallel-2)
+	}
+
+	// The engine's view: one container per service, both in one pod.
+	c, err := podman.Connect(context.Background(), podman.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cts, err := c.ListContainers(context.Background(), map[string]string{cleanroom.LabelSuite: env.Suite()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	services := map[string]int{}
+	pods := map[string]bool{}
+	for _, ct := range cts {
+		if !ct.IsInfra {
+			services[ct.Labels[cleanroom.LabelService]]++
+		}
+		pods[ct.Pod] = true
+	}
+	if services["postgres"] != 1 || services["redis"] != 1 || len(services) != 2 || len(pods) != 1 {
+		t.Errorf("engine has containers %v in %d pods; want one postgres and one redis in one pod", services, len(pods))
+	}
+	if os.Getenv("CLEANROOM_DEBUG") != "" {
+		t.Logf("registry: %+v", env.Registry())
+	}
+}
