@@ -82,6 +82,18 @@ func TestPostgresImageContract(t *testing.T) {
 		t.Errorf("a wrong password must be refused over the network: %v", err)
 	}
 
+	// The other readiness probes against the same real server: exec and
+	// the log line, which the init server and the real one each print once.
+	if err := healthcheck.Exec(c, id, "pg_isready", "-q").Check(ctx); err != nil {
+		t.Errorf("exec probe: %v", err)
+	}
+	if err := healthcheck.LogLine(c, id, "ready to accept connections", 2).Check(ctx); err != nil {
+		t.Errorf("log line probe: %v", err)
+	}
+	if err := healthcheck.LogLine(c, id, "ready to accept connections", 3).Check(ctx); err == nil {
+		t.Errorf("log line probe: a third occurrence was seen")
+	}
+
 	res, err := c.Exec(ctx, id, []string{"sh", "-c", "pg_isready -q && id -u"})
 	if err != nil || res.ExitCode != 0 || strings.TrimSpace(string(res.Stdout)) != "999" {
 		t.Errorf("pg_isready as uid 999: %+v %s, %v", res, res.Stderr, err)

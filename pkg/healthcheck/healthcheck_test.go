@@ -6,10 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
 func TestWaitRetriesUntilSuccess(t *testing.T) {
@@ -139,5 +143,69 @@ func TestPostgresNamesItsTarget(t *testing.T) {
 	}
 	if err := p.Check(context.Background()); err == nil {
 		t.Error("nothing listens on port 1: want an error")
+	}
+}
+
+type fakeExec struct {
+	res podman.ExecResult
+	err error
+	got []string
+}
+
+func (f *fakeExec) Exec(_ context.Context, _ string, cmd []string) (podman.ExecResult, error) {
+	f.got = cmd
+	return f.res, f.err
+}
+
+func TestExec(t *testing.T) {
+	f := &fakeExec{res: podman.ExecResult{ExitCode: 2, Stdout: []byte("/var/run/postgresql:5432 - no response\n")}}
+	p := Exec(f, "0123456789ab0123456789ab0123456789ab0123456789ab0123456789abcdef", "pg_isready", "-q")
+	err := p.Check(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "exit code 2") || !strings.Contains(err.Error(), "no response") {
+		t.Errorf("failing command: %v", err)
+	}
+	if !strings.Contains(p.String(), `"pg_isready -q" in 0123456789ab`) {
+		t.Errorf("String() = %q", p.String())
+	}
+	f.res = podman.ExecResult{}
+	if err := p.Check(context.Background()); err != nil {
+		t.Errorf("exit 0: %v", err)
+	}
+	f.err = errors.New("container not running")
+	if err := p.Check(context.Background()); err == nil {
+		t.Error("an exec error must fail the probe")
+	}
+}
+
+type fakeLogs []string
+
+func (f fakeLogs) Logs(context.Context, string, int) ([]string, error) { return f, nil }
+
+func TestLogLineCountsOccurrences(t *testing.T) {
+	logs := fakeLogs{"LOG:  database system is ready to accept connections", "LOG:  received fast shutdown request"}
+	p := LogLine(logs, "pg", "ready to accept connections", 2)
+	if err := p.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "seen 1 of 2") {
+		t.Errorf("one of two occurrences: %v", err)
+	}
+	logs = append(logs, "LOG:  database system is ready to accept connections")
+	if err := LogLine(logs, "pg", "ready to accept connections", 2).Check(context.Background()); err != nil {
+		t.Errorf("two occurrences: %v", err)
+	}
+}
+
+func TestHTTP(t *testing.T) {
+	var status atomic.Int32
+	status.Store(503)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(int(status.Load())) }))
+	defer srv.Close()
+	if err := HTTP(srv.URL+"/health", 0).Check(context.Background()); err == nil || !strings.Contains(err.Error(), "status 503, want 2xx") {
+		t.Errorf("503: %v", err)
+	}
+	status.Store(204)
+	if err := HTTP(srv.URL+"/health", 0).Check(context.Background()); err != nil {
+		t.Errorf("204 for any 2xx: %v", err)
+	}
+	if err := HTTP(srv.URL+"/health", 200).Check(context.Background()); err == nil {
+		t.Error("204 when 200 is wanted must fail")
 	}
 }

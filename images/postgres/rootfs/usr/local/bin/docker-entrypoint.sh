@@ -67,13 +67,15 @@ init_database() {
 		$POSTGRES_INITDB_ARGS >/dev/null
 	printf '\nhost all all all %s\n' "$auth" >>"$PGDATA/pg_hba.conf"
 
-	# A temporary server on the unix socket only, for the init scripts.
-	pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -p ${PGPORT:-5432}" -w start >/dev/null
+	# A temporary server on the unix socket only, for the init scripts. Its
+	# log is shown, as in the official image: "ready to accept connections"
+	# appears twice, first for it, then for the real server.
+	pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -p ${PGPORT:-5432}" -w start
 	if [ "$POSTGRES_DB" != postgres ]; then
 		psql_init postgres -q --set db="$POSTGRES_DB" <<<'CREATE DATABASE :"db";'
 	fi
 	run_init_scripts
-	pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+	pg_ctl -D "$PGDATA" -m fast -w stop
 	log "PostgreSQL init process complete; ready for start up."
 }
 
