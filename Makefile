@@ -30,9 +30,10 @@ images: setup ## build the local postgres and redis images if their recipe chang
 demo: images ## run the example shop's tests; per package: start-up time, containers started vs reused
 	@scripts/demo.sh
 
-bench: images ## the benchmarks: warm attach (cached, probed) and cold start
-	$(GO) test -run '^$$' -bench . -benchtime 2000x -bench AttachWarm ./integration/
+bench: images ## the benchmarks: warm attach (cached, probed), cold start, per-test isolation
+	$(GO) test -run '^$$' -bench AttachWarm -benchtime 2000x ./integration/
 	$(GO) test -run '^$$' -bench ColdStart -benchtime 5x ./integration/
+	$(GO) test -run '^$$' -bench Isolation -benchtime 200x ./integration/isolation/
 
 test: images fmt-check vet build-guard unit integration check-leaks ## all checks and tests, as CI runs them
 	@echo "make test: all green"

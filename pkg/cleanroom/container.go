@@ -1,11 +1,19 @@
 package cleanroom
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 )
 
 // Container is a running service container as a test sees it: where to
@@ -24,6 +32,11 @@ type Container struct {
 	ports  map[uint16]uint16 // container port → host port
 	env    map[string]string
 	secret string
+	owner  *Environment // closes what is opened lazily below
+
+	poolOnce sync.Once
+	pool     *pgxpool.Pool
+	poolErr  error
 }
 
 // Host is the address the container's ports are published on (127.0.0.1
@@ -90,6 +103,53 @@ func (p *PostgresServer) urlOf(db string) string {
 	return u.String()
 }
 
+// Pool is a connection pool on Database shared by every test of this
+// process (at most 10 connections); it is closed with the environment. Do
+// not close it.
+func (p *PostgresServer) Pool(t TB) *pgxpool.Pool {
+	t.Helper()
+	c := p.c
+	c.poolOnce.Do(func() {
+		cfg, err := pgxpool.ParseConfig(p.URL())
+		if err != nil {
+			c.poolErr = err
+			return
+		}
+		cfg.MaxConns = 10
+		c.pool, c.poolErr = pgxpool.NewWithConfig(context.Background(), cfg)
+		if c.poolErr == nil && c.owner != nil {
+			c.owner.onClose(c.pool.Close)
+		}
+	})
+	if c.poolErr != nil {
+		t.Fatalf("cleanroom: postgres pool: %v", c.poolErr)
+	}
+	return c.pool
+}
+
+// Tx begins a transaction on Pool for test t and rolls it back when t
+// ends (isolation.PgxTx): sub-millisecond isolation for code that takes a
+// pgx.Tx or the pgx query interface. See package isolation for its limits.
+func (p *PostgresServer) Tx(t TB) pgx.Tx {
+	t.Helper()
+	return isolation.PgxTx(t, p.Pool(t))
+}
+
+// NewSchema gives t a schema of its own with the migrations applied
+// (isolation.NewSchema); its URL sets search_path to it.
+func (p *PostgresServer) NewSchema(t TB, m isolation.Migrator) *isolation.Schema {
+	t.Helper()
+	return isolation.NewSchema(t, p.URL(), m)
+}
+
+// NewDatabase gives t a database of its own, cloned from a template the
+// migrations built once for the whole run (isolation.NewDatabase); dropped
+// when t ends, kept (URL logged) when t failed.
+func (p *PostgresServer) NewDatabase(t TB, m isolation.Migrator) *isolation.Database {
+	t.Helper()
+	return isolation.NewDatabase(t, p.URL(), m)
+}
+
 // RedisServer is the suite's Redis server as a test sees it.
 type RedisServer struct{ c *Container }
 
@@ -101,6 +161,19 @@ func (r *RedisServer) Addr() string { return r.c.Addr(redisPort) }
 
 // Password is the server's requirepass, random per suite.
 func (r *RedisServer) Password() string { return r.c.secret }
+
+// Options are go-redis options for database 0 of the server.
+func (r *RedisServer) Options() *redis.Options {
+	return &redis.Options{Addr: r.Addr(), Password: r.Password()}
+}
+
+// DB gives test t a logical database of its own, leased through the server
+// so that parallel packages never share one, flushed and given back when t
+// ends (isolation.RedisDB). The server has 64 logical databases.
+func (r *RedisServer) DB(t TB) *redis.Client {
+	t.Helper()
+	return isolation.RedisDB(t, r.Options())
+}
 
 // URL is redis://:password@host:port/0, for redis.ParseURL.
 func (r *RedisServer) URL() string {

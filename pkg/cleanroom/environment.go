@@ -98,6 +98,16 @@ type Environment struct {
 
 	readyMu sync.Mutex
 	ready   map[string]time.Duration // service → wait of its first use
+
+	closersMu sync.Mutex
+	closers   []func() // run by Close, before the pods go
+}
+
+// onClose registers f to run at Close (e.g. a shared connection pool).
+func (e *Environment) onClose(f func()) {
+	e.closersMu.Lock()
+	defer e.closersMu.Unlock()
+	e.closers = append(e.closers, f)
 }
 
 type pod struct {
@@ -591,7 +601,7 @@ func (e *Environment) startContainer(ctx context.Context, p *pod, svc *Service, 
 	}
 	c := &Container{
 		Service: svc.name, ID: id, Name: name, PodID: p.id, PodName: p.name, Image: svc.image,
-		Created: time.Now(), host: p.host, ports: map[uint16]uint16{}, env: svc.env, secret: e.secret,
+		Created: time.Now(), host: p.host, ports: map[uint16]uint16{}, env: svc.env, secret: e.secret, owner: e,
 	}
 	for _, port := range svc.ports {
 		c.ports[port] = p.ports[port]
@@ -797,6 +807,12 @@ func (e *Environment) Close(ctx context.Context) error {
 			ent.probe, ent.probeOf = nil, nil
 			ent.mu.Unlock()
 		}
+		e.closersMu.Lock()
+		for _, f := range e.closers {
+			f()
+		}
+		e.closers = nil
+		e.closersMu.Unlock()
 		var result *multierror.Error
 		for _, name := range names {
 			if err := e.eng.RemovePod(ctx, name); err != nil && !errors.Is(err, podman.ErrNotFound) {

@@ -316,7 +316,12 @@ type fakeTB struct {
 	cleanups []func()
 }
 
-func (tb *fakeTB) Helper()      {}
+func (tb *fakeTB) Helper() {}
+func (tb *fakeTB) Failed() bool {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return tb.fatal != "" || len(tb.errs) > 0
+}
 func (tb *fakeTB) Name() string { return tb.name }
 func (tb *fakeTB) Fatalf(format string, args ...any) {
 	tb.mu.Lock()

@@ -28,6 +28,7 @@ type TB interface {
 	Logf(format string, args ...any)
 	Cleanup(func())
 	Name() string
+	Failed() bool
 }
 
 // Hooks for tests of Main: exit ends the process, stderr takes Main's

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
+	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 )
 
 // Default images: the official ones, pinned (never :latest). Override them
@@ -217,7 +217,7 @@ func Postgres(opts ...Option) Service {
 }
 
 // Redis is a Redis service named "redis": no persistence, a random password
-// per suite (requirepass), 16 logical databases.
+// per suite (requirepass), 64 logical databases.
 func Redis(opts ...Option) Service {
 	s := Service{
 		name:  "redis",
@@ -231,7 +231,8 @@ func Redis(opts ...Option) Service {
 		reset: resetRedis,
 		build: func(s *Service, secret string) {
 			if s.command == nil {
-				s.command = []string{"redis-server", "--save", "", "--appendonly", "no", "--requirepass", secret}
+				// 64 logical databases: one per parallel test (RedisServer.DB).
+				s.command = []string{"redis-server", "--save", "", "--appendonly", "no", "--databases", "64", "--requirepass", secret}
 			}
 		},
 	}
@@ -305,20 +306,8 @@ func resetPostgres(ctx context.Context, c *Container) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	rows, err := conn.Query(ctx, `SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
-		WHERE schemaname NOT IN ('pg_catalog', 'information_schema') AND schemaname NOT LIKE 'pg\_%'`)
-	if err != nil {
+	if _, err := isolation.Truncate(ctx, conn); err != nil {
 		return err
-	}
-	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return err
-	}
-	sort.Strings(tables)
-	if len(tables) > 0 {
-		if _, err := conn.Exec(ctx, "TRUNCATE "+strings.Join(tables, ", ")+" RESTART IDENTITY CASCADE"); err != nil {
-			return err
-		}
 	}
 	for _, stmt := range []string{
 		"RESET search_path",

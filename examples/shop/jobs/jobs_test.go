@@ -2,44 +2,41 @@ package jobs_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/cleanroom-go/cleanroom/examples/shop/jobs"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
+	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 )
 
 func TestMain(m *testing.M) {
 	cleanroom.Main(m, cleanroom.Postgres(), cleanroom.Redis())
 }
 
-var migrate sync.Once
+var migrations = isolation.MigrateFunc("jobs-1", func(ctx context.Context, db *sql.DB) error {
+	_, err := db.ExecContext(ctx, jobs.Schema)
+	return err
+})
 
-// queue connects to the suite's Postgres and Redis; each test has a Redis
-// list of its own.
+// queue gives each test a schema of its own in the suite's Postgres and a
+// leased Redis database: job IDs and list names may be the same in every
+// test.
 func queue(t *testing.T) *jobs.Queue {
 	t.Helper()
-	pg, rd := cleanroom.PostgresFor(t), cleanroom.RedisFor(t)
-	db, err := pgxpool.New(context.Background(), pg.URL())
+	sc := cleanroom.PostgresFor(t).NewSchema(t, migrations)
+	db, err := pgxpool.New(context.Background(), sc.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	var merr error
-	migrate.Do(func() { _, merr = db.Exec(context.Background(), jobs.Schema) })
-	if merr != nil {
-		t.Fatal(merr)
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: rd.Addr(), Password: rd.Password()})
-	t.Cleanup(func() { rdb.Close() })
-	return jobs.New(db, rdb, "jobs:"+t.Name())
+	return jobs.New(db, cleanroom.RedisFor(t).DB(t), "jobs")
 }
 
 func TestJobRunsOnce(t *testing.T) {
@@ -51,8 +48,8 @@ func TestJobRunsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := q.Work(ctx, time.Second, func(kind, payload string) (string, error) { return strings.ToUpper(payload), nil })
-	if err != nil || got != id {
-		t.Fatalf("Work: job %d, %v; want %d", got, err, id)
+	if err != nil || got != id || id != 1 {
+		t.Fatalf("Work: job %d, %v; want %d, the first of a fresh schema", got, err, id)
 	}
 	if state, result, err := q.State(ctx, id); state != "done" || result != "HELLO" || err != nil {
 		t.Errorf("state %s result %s err %v", state, result, err)

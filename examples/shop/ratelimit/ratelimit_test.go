@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/cleanroom-go/cleanroom/examples/shop/ratelimit"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 )
@@ -18,12 +16,8 @@ func TestMain(m *testing.M) {
 
 func limiter(t *testing.T, limit int64, window time.Duration) *ratelimit.Limiter {
 	t.Helper()
-	rd := cleanroom.RedisFor(t)
-	rdb := redis.NewClient(&redis.Options{Addr: rd.Addr(), Password: rd.Password()})
-	t.Cleanup(func() { rdb.Close() })
-	l := ratelimit.New(rdb, limit, window)
-	l.Prefix = t.Name() + ":" // tests share the server; keys are per test
-	return l
+	// A logical database of its own, leased for the test, flushed after.
+	return ratelimit.New(cleanroom.RedisFor(t).DB(t), limit, window)
 }
 
 func TestAllowsUpToTheLimit(t *testing.T) {

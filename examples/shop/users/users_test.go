@@ -2,39 +2,39 @@ package users_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cleanroom-go/cleanroom/examples/shop/users"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
+	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 )
 
 func TestMain(m *testing.M) {
 	cleanroom.Main(m, cleanroom.Postgres(), cleanroom.Redis())
 }
 
-var migrate sync.Once
+// migrations build the schema once per run, into a template database.
+var migrations = isolation.MigrateFunc("users-1", func(ctx context.Context, db *sql.DB) error {
+	_, err := db.ExecContext(ctx, users.Schema)
+	return err
+})
 
-// store connects to the suite's Postgres. The tests share one database and
-// keep out of each other's way with unique e-mail addresses.
+// store gives each test a database of its own, cloned from the template:
+// the tests may use the same e-mail addresses without meeting each other.
 func store(t *testing.T) *users.Store {
 	t.Helper()
-	pg := cleanroom.PostgresFor(t)
-	db, err := pgxpool.New(context.Background(), pg.URL())
+	db := cleanroom.PostgresFor(t).NewDatabase(t, migrations)
+	pool, err := pgxpool.New(context.Background(), db.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(db.Close)
-	var merr error
-	migrate.Do(func() { merr = users.Migrate(context.Background(), db) })
-	if merr != nil {
-		t.Fatal(merr)
-	}
-	return users.New(db)
+	t.Cleanup(pool.Close)
+	return users.New(pool)
 }
 
 func TestSignupAndFind(t *testing.T) {
@@ -74,9 +74,14 @@ func TestManySignups(t *testing.T) {
 	for i := range 20 {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			t.Parallel()
-			email := fmt.Sprintf("user%d@example.com", i)
-			if _, err := store(t).Signup(context.Background(), email, "U"); err != nil {
+			// The same address in every test: each has its own database.
+			s := store(t)
+			u, err := s.Signup(context.Background(), "same@example.com", fmt.Sprint("user ", i))
+			if err != nil {
 				t.Fatal(err)
+			}
+			if u.ID != 1 {
+				t.Errorf("first user of a fresh database has id %d", u.ID)
 			}
 		})
 	}

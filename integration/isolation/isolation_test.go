@@ -1,0 +1,237 @@
+// Package isolation_test checks pkg/isolation's per-test modes against the
+// suite's real Postgres and Redis, started by cleanroom.Main: 50 parallel
+// tests per mode write conflicting rows or keys and each sees only its own;
+// afterwards nothing of theirs is left.
+package isolation_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
+	"github.com/cleanroom-go/cleanroom/pkg/isolation"
+)
+
+const parallel = 50
+
+var migrations = isolation.SQLDir(os.DirFS("testdata/migrations"), ".")
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" {
+		os.Exit(helperMain())
+	}
+	cleanroom.Main(m, cleanroom.Postgres(), cleanroom.Redis())
+}
+
+// count runs a counting query on the server.
+func count(t *testing.T, pg *cleanroom.PostgresServer, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := pg.Pool(t).QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// checkOwn inserts the row every parallel test fights over (id 1) and
+// checks that the test sees its own row there and nobody else's.
+func checkOwn(t *testing.T, q isolation.Querier) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := q.Exec(ctx, "INSERT INTO items (id, owner) VALUES (1, $1)", t.Name()); err != nil {
+		t.Fatalf("insert the contested row: %v", err)
+	}
+	rows, err := q.Query(ctx, "SELECT owner FROM items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(owners) != 1 || owners[0] != t.Name() {
+		t.Errorf("items holds %v; want only this test's row", owners)
+	}
+}
+
+func TestTransactionPerTest(t *testing.T) {
+	pg := cleanroom.PostgresFor(t)
+	ctx := context.Background()
+	pool := pg.Pool(t)
+	if _, err := pool.Exec(ctx, "CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY, owner text NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("tests", func(t *testing.T) {
+		for i := range parallel {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				checkOwn(t, pg.Tx(t))
+			})
+		}
+	})
+	if n := count(t, pg, "SELECT count(*) FROM items"); n != 0 {
+		t.Errorf("%d rows survived their transactions", n)
+	}
+	if _, err := pool.Exec(ctx, "DROP TABLE items"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSchemaPerTest(t *testing.T) {
+	pg := cleanroom.PostgresFor(t)
+	const schemas = `SELECT count(*) FROM pg_namespace WHERE nspname LIKE 't\_%'`
+	before := count(t, pg, schemas)
+	t.Run("tests", func(t *testing.T) {
+		for i := range parallel {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				sc := pg.NewSchema(t, migrations)
+				conn, err := pgx.Connect(context.Background(), sc.URL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close(context.Background())
+				checkOwn(t, conn) // "items" resolves to the test's schema
+			})
+		}
+	})
+	if after := count(t, pg, schemas); after != before {
+		t.Errorf("%d test schemas before, %d after", before, after)
+	}
+}
+
+func TestDatabasePerTest(t *testing.T) {
+	pg := cleanroom.PostgresFor(t)
+	const databases = `SELECT count(*) FROM pg_database WHERE datname LIKE 't\_%'`
+	before := count(t, pg, databases)
+	t.Run("tests", func(t *testing.T) {
+		for i := range parallel {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				db := pg.NewDatabase(t, migrations)
+				pool, err := pgxpool.New(context.Background(), db.URL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Not closed on purpose: a leaked pool must not block the drop.
+				_ = pool
+				checkOwn(t, pool)
+				var tables int
+				if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").Scan(&tables); err != nil || tables != 11 {
+					t.Errorf("the clone has %d tables, %v; want the template's 11", tables, err)
+				}
+			})
+		}
+	})
+	if after := count(t, pg, databases); after != before {
+		t.Errorf("%d test databases before, %d after", before, after)
+	}
+	if n := count(t, pg, `SELECT count(*) FROM pg_database WHERE datname LIKE 'tpl\_%' AND datistemplate`); n < 1 {
+		t.Errorf("no finished template")
+	}
+}
+
+func TestRedisDatabasePerTest(t *testing.T) {
+	rd := cleanroom.RedisFor(t)
+	ctx := context.Background()
+	t.Run("tests", func(t *testing.T) {
+		for i := range parallel {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				c := rd.DB(t)
+				if err := c.SetNX(ctx, "contested", t.Name(), 0).Err(); err != nil {
+					t.Fatal(err)
+				}
+				if v, err := c.Get(ctx, "contested").Result(); err != nil || v != t.Name() {
+					t.Errorf("contested = %q, %v; want this test's own", v, err)
+				}
+				if n, _ := c.DBSize(ctx).Result(); n != 1 {
+					t.Errorf("the leased database holds %d keys, want 1", n)
+				}
+			})
+		}
+	})
+	admin := redis.NewClient(rd.Options())
+	defer admin.Close()
+	if keys, err := admin.Keys(ctx, isolation.LeaseKeyPrefix+"*").Result(); err != nil || len(keys) != 0 {
+		t.Errorf("leases left: %v, %v", keys, err)
+	}
+	for db := 1; db < 64; db++ {
+		c := redis.NewClient(&redis.Options{Addr: rd.Addr(), Password: rd.Password(), DB: db})
+		n, err := c.DBSize(ctx).Result()
+		c.Close()
+		if err != nil || n != 0 {
+			t.Errorf("database %d holds %d keys after the tests, %v", db, n, err)
+		}
+	}
+}
+
+func TestRedisPrefixPerTest(t *testing.T) {
+	rd := cleanroom.RedisFor(t)
+	ctx := context.Background()
+	shared := redis.NewClient(rd.Options())
+	defer shared.Close()
+	t.Run("tests", func(t *testing.T) {
+		for i := range parallel {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				p := isolation.RedisPrefix(t, shared)
+				for _, k := range []string{"contested", "a", "b"} {
+					if err := shared.Set(ctx, p+k, t.Name(), 0).Err(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if v, _ := shared.Get(ctx, p+"contested").Result(); v != t.Name() {
+					t.Errorf("contested = %q", v)
+				}
+			})
+		}
+	})
+	if keys, err := shared.Keys(ctx, "t:*").Result(); err != nil || len(keys) != 0 {
+		t.Errorf("prefixed keys left: %d, %v", len(keys), err)
+	}
+}
+
+func TestTruncateWithExcludes(t *testing.T) {
+	pg := cleanroom.PostgresFor(t)
+	db := pg.NewDatabase(t, migrations)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{
+		"INSERT INTO t01 (name) VALUES ('a'), ('b')",
+		"INSERT INTO t02 (name, parent_id) VALUES ('c', 1)",
+		"INSERT INTO items VALUES (1, 'x')",
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tables, err := isolation.Truncate(ctx, conn, "items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tables) != 10 || strings.Contains(strings.Join(tables, ","), "items") {
+		t.Errorf("truncated %v; want the ten tables, not items", tables)
+	}
+	var t01, items, next int
+	if err := conn.QueryRow(ctx, "SELECT (SELECT count(*) FROM t01), (SELECT count(*) FROM items)").Scan(&t01, &items); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, "INSERT INTO t01 (name) VALUES ('again') RETURNING id").Scan(&next); err != nil {
+		t.Fatal(err)
+	}
+	if t01 != 0 || items != 1 || next != 1 {
+		t.Errorf("after Truncate: t01 %d rows, items %d rows, next id %d; want 0, 1, 1", t01, items, next)
+	}
+}

@@ -1,0 +1,222 @@
+package isolation_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
+	"github.com/cleanroom-go/cleanroom/pkg/isolation"
+)
+
+// The helper process: this test binary re-executed with these variables
+// creates one database from a template and exits.
+const (
+	helperEnv     = "CLEANROOM_TEST_TEMPLATE_HELPER"
+	helperURL     = "CLEANROOM_TEST_TEMPLATE_URL"
+	helperVersion = "CLEANROOM_TEST_TEMPLATE_VERSION"
+)
+
+// buildsMigrator records every build of its template in the table builds of
+// the admin database (outside the template), slowly, so that concurrent
+// builders would overlap.
+func buildsMigrator(adminURL, version string) isolation.Migrator {
+	return isolation.MigrateFunc(version, func(ctx context.Context, db *sql.DB) error {
+		conn, err := pgx.Connect(ctx, adminURL)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "INSERT INTO builds (version, pid) VALUES ($1, $2)", version, os.Getpid()); err != nil {
+			return err
+		}
+		time.Sleep(300 * time.Millisecond)
+		_, err = db.ExecContext(ctx, "CREATE TABLE built_by (pid int)")
+		return err
+	})
+}
+
+func helperMain() int {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url, version := os.Getenv(helperURL), os.Getenv(helperVersion)
+	s, err := isolation.Open(ctx, url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer s.Close()
+	db, err := s.CreateDatabase(ctx, "helper", buildsMigrator(url, version))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := s.DropDatabase(ctx, db.Name); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func TestTemplateIsBuiltOnceAcrossProcesses(t *testing.T) {
+	pg := cleanroom.PostgresFor(t)
+	ctx := context.Background()
+	if _, err := pg.Pool(t).Exec(ctx, "CREATE TABLE IF NOT EXISTS builds (version text, pid int)"); err != nil {
+		t.Fatal(err)
+	}
+	version := fmt.Sprintf("two-processes-%d", time.Now().UnixNano())
+
+	var wg sync.WaitGroup
+	outs := make([]string, 2)
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), helperEnv+"=1", helperURL+"="+pg.URL(), helperVersion+"="+version)
+			out, err := cmd.CombinedOutput()
+			outs[i], errs[i] = string(out), err
+		}()
+	}
+	wg.Wait()
+	for i := range 2 {
+		if errs[i] != nil {
+			t.Fatalf("helper process %d: %v\n%s", i, errs[i], outs[i])
+		}
+	}
+	if n := count(t, pg, "SELECT count(*) FROM builds WHERE version = $1", version); n != 1 {
+		t.Errorf("the template was built %d times by two processes, want once", n)
+	}
+}
+
+func TestUnfinishedTemplateIsRebuilt(t *testing.T) {
+	pg := cleanroom.PostgresFor(t)
+	ctx := context.Background()
+	if _, err := pg.Pool(t).Exec(ctx, "CREATE TABLE IF NOT EXISTS builds (version text, pid int)"); err != nil {
+		t.Fatal(err)
+	}
+	version := fmt.Sprintf("crashed-%d", time.Now().UnixNano())
+	m := buildsMigrator(pg.URL(), version)
+
+	// A build that crashed: the template database exists but was never
+	// marked finished.
+	s, err := isolation.Open(ctx, pg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	db, err := s.CreateDatabase(ctx, t.Name(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropDatabase(ctx, db.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pg.Pool(t).Exec(ctx, "ALTER DATABASE "+pgx.Identifier{db.Template}.Sanitize()+" WITH IS_TEMPLATE false ALLOW_CONNECTIONS true"); err != nil {
+		t.Fatal(err)
+	}
+
+	s2, err := isolation.Open(ctx, pg.URL()) // a new process, as far as caches go
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	db2, err := s2.CreateDatabase(ctx, t.Name(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.DropDatabase(ctx, db2.Name)
+	if n := count(t, pg, "SELECT count(*) FROM builds WHERE version = $1", version); n != 2 {
+		t.Errorf("%d builds; want the unfinished template rebuilt (2)", n)
+	}
+
+	// CLEANROOM_REBUILD=1 rebuilds a finished one too.
+	t.Setenv("CLEANROOM_REBUILD", "1")
+	s3, err := isolation.Open(ctx, pg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s3.Close()
+	db3, err := s3.CreateDatabase(ctx, t.Name(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s3.DropDatabase(ctx, db3.Name)
+	if n := count(t, pg, "SELECT count(*) FROM builds WHERE version = $1", version); n != 3 {
+		t.Errorf("%d builds; want a rebuild with CLEANROOM_REBUILD=1 (3)", n)
+	}
+}
+
+// recordingTB is a fake test: it fails on demand and records logs.
+type recordingTB struct {
+	name     string
+	failed   bool
+	logs     []string
+	errs     []string
+	cleanups []func()
+}
+
+func (r *recordingTB) Helper()                        {}
+func (r *recordingTB) Name() string                   { return r.name }
+func (r *recordingTB) Failed() bool                   { return r.failed }
+func (r *recordingTB) Cleanup(f func())               { r.cleanups = append(r.cleanups, f) }
+func (r *recordingTB) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }
+func (r *recordingTB) Errorf(format string, a ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, a...))
+}
+func (r *recordingTB) Logf(format string, a ...any) {
+	r.logs = append(r.logs, fmt.Sprintf(format, a...))
+}
+func (r *recordingTB) finish() {
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+}
+
+func TestFailedTestKeepsItsDatabase(t *testing.T) {
+	pg := cleanroom.PostgresFor(t)
+	exists := func(name string) bool {
+		return count(t, pg, "SELECT count(*) FROM pg_database WHERE datname = $1", name) == 1
+	}
+
+	passing := &recordingTB{name: "TestPasses"}
+	db := isolation.NewDatabase(passing, pg.URL(), migrations)
+	passing.finish()
+	if exists(db.Name) || len(passing.logs) != 0 || len(passing.errs) != 0 {
+		t.Errorf("a passing test's database: exists %v, logs %v, errors %v; want dropped, silent", exists(db.Name), passing.logs, passing.errs)
+	}
+
+	failing := &recordingTB{name: "TestFails"}
+	db = isolation.NewDatabase(failing, pg.URL(), migrations)
+	failing.failed = true
+	failing.finish()
+	if !exists(db.Name) {
+		t.Fatalf("a failed test's database %s was dropped", db.Name)
+	}
+	if len(failing.logs) != 1 || !strings.Contains(failing.logs[0], db.URL) || !strings.Contains(failing.logs[0], "DROP DATABASE") {
+		t.Errorf("the kept database is not logged with its URL: %v", failing.logs)
+	}
+	if _, err := pg.Pool(t).Exec(context.Background(), "DROP DATABASE "+pgx.Identifier{db.Name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		t.Fatal(err)
+	}
+
+	failing = &recordingTB{name: "TestFailsToo"}
+	sc := isolation.NewSchema(failing, pg.URL(), migrations)
+	failing.failed = true
+	failing.finish()
+	if n := count(t, pg, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", sc.Name); n != 1 || len(failing.logs) != 1 || !strings.Contains(failing.logs[0], sc.Name) {
+		t.Errorf("a failed test's schema: %d left, logs %v", n, failing.logs)
+	}
+	if _, err := pg.Pool(t).Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{sc.Name}.Sanitize()+" CASCADE"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,40 @@
+// Package isolation gives each test its own slice of a shared PostgreSQL or
+// Redis server, in one line, and takes it away when the test ends. It needs
+// only URLs: it works with Cleanroom's containers and with any other server.
+//
+//	var migrations = isolation.SQLDir(os.DirFS("migrations"), ".") // 0001_init.sql, …
+//
+//	func TestOrders(t *testing.T) {
+//		t.Parallel()
+//		db := isolation.NewDatabase(t, os.Getenv("DATABASE_URL"), migrations)
+//		pool, err := pgxpool.New(context.Background(), db.URL)
+//		if err != nil {
+//			t.Fatal(err)
+//		}
+//		defer pool.Close()
+//		// … a database of its own, migrated, dropped when the test ends
+//	}
+//
+// The modes, cheapest first (numbers from `make bench`; see the
+// README for the table):
+//
+//   - PgxTx / Tx: a transaction rolled back at the end. Sub-millisecond. The
+//     test must do all its work through that transaction; it cannot isolate
+//     code that commits on its own, other sessions' DDL or sequences.
+//   - NewSchema: a schema with the migrations applied, reached through a URL
+//     whose search_path is that schema. Isolates all unqualified names;
+//     costs a migration run per test.
+//   - NewDatabase: a clone of a template database the migrations built once
+//     (once across all test processes: a Postgres advisory lock guards the
+//     build, and the template is marked finished only as its last step).
+//     Isolates everything but roles and server settings; costs one CREATE
+//     DATABASE … TEMPLATE.
+//   - Truncate: empties every table between tests of a shared database.
+//   - RedisDB: a logical database leased through the server itself, so
+//     parallel test processes never share one; flushed when given back.
+//     RedisPrefix is the key-prefix mode for servers without logical
+//     databases; FlushDB empties one database.
+//
+// A database or schema of a failed test is kept and its URL logged, so that
+// you can look at what the test left; passing tests leave nothing.
+package isolation

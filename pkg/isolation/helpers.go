@@ -1,0 +1,134 @@
+package isolation
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TB is what the helpers need of *testing.T and *testing.B.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	Name() string
+	Failed() bool
+}
+
+func setupContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), setupTimeout)
+}
+
+// NewDatabase gives test t a database of its own on the server at url,
+// cloned from a template the migrations built once (see
+// Server.CreateDatabase). It is dropped WITH (FORCE) when t ends — unless t
+// failed: then it is kept and its URL logged, to look at what the test
+// left. Safe for parallel tests.
+func NewDatabase(t TB, url string, m Migrator) *Database {
+	t.Helper()
+	ctx, cancel := setupContext()
+	defer cancel()
+	s, err := serverFor(ctx, url)
+	if err != nil {
+		t.Fatalf("%v", err)
+		return nil
+	}
+	db, err := s.CreateDatabase(ctx, t.Name(), m)
+	if err != nil {
+		t.Fatalf("%v", err)
+		return nil
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("isolation: %s failed; kept its database for inspection: psql '%s'  (then: DROP DATABASE %s WITH (FORCE))", t.Name(), db.URL, quote(db.Name))
+			return
+		}
+		ctx, cancel := setupContext()
+		defer cancel()
+		if err := s.DropDatabase(ctx, db.Name); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	return db
+}
+
+// NewSchema gives test t a schema of its own on the server at url, with the
+// migrations applied in it; Schema.URL connects with search_path set to it.
+// The schema is dropped (CASCADE) when t ends, unless t failed (then it is
+// kept and named in the log). Safe for parallel tests.
+func NewSchema(t TB, url string, m Migrator) *Schema {
+	t.Helper()
+	ctx, cancel := setupContext()
+	defer cancel()
+	s, err := serverFor(ctx, url)
+	if err != nil {
+		t.Fatalf("%v", err)
+		return nil
+	}
+	sc, err := s.CreateSchema(ctx, t.Name(), m)
+	if err != nil {
+		t.Fatalf("%v", err)
+		return nil
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("isolation: %s failed; kept schema %s for inspection: psql '%s'", t.Name(), sc.Name, sc.URL)
+			return
+		}
+		ctx, cancel := setupContext()
+		defer cancel()
+		if err := s.DropSchema(ctx, sc.Name); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	return sc
+}
+
+// Beginner starts pgx transactions: *pgxpool.Pool and *pgx.Conn are ones.
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// PgxTx begins a transaction for test t and rolls it back when t ends:
+// the test sees its own writes and nothing survives it. It cannot isolate
+// what commits on its own (code that opens its own transactions or
+// connections), DDL run in other sessions, or sequences (nextval is not
+// rolled back); concurrent tests writing the same unique key wait for one
+// another. Safe for parallel tests with a pool.
+func PgxTx(t TB, db Beginner) pgx.Tx {
+	t.Helper()
+	ctx, cancel := setupContext()
+	defer cancel()
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatalf("isolation: begin: %v", err)
+		return nil
+	}
+	t.Cleanup(func() {
+		if err := tx.Rollback(context.Background()); err != nil && err != pgx.ErrTxClosed {
+			t.Errorf("isolation: roll back: %v", err)
+		}
+	})
+	return tx
+}
+
+// Tx is PgxTx for database/sql.
+func Tx(t TB, db *sql.DB) *sql.Tx {
+	t.Helper()
+	// Not a deadline: database/sql rolls a transaction back when the
+	// context it began with ends.
+	tx, err := db.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatalf("isolation: begin: %v", err)
+		return nil
+	}
+	t.Cleanup(func() {
+		if err := tx.Rollback(); err != nil && err != sql.ErrTxDone {
+			t.Errorf("isolation: roll back: %v", err)
+		}
+	})
+	return tx
+}

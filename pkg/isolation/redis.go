@@ -1,0 +1,233 @@
+package isolation
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// LeaseKeyPrefix starts the keys (in logical database 0) that record which
+// logical database is leased to which test.
+const LeaseKeyPrefix = "cleanroom:lease:db:"
+
+// Lease timing: a lease lives leaseTTL unless renewed; the holder renews it
+// every leaseTTL/3, so a crashed process frees its database within leaseTTL.
+var (
+	leaseTTL  = 30 * time.Second
+	leasePoll = 20 * time.Millisecond
+)
+
+// RedisLease is a logical database leased to one user.
+type RedisLease struct {
+	DB     int           // the logical database number
+	Client *redis.Client // a client on DB
+
+	admin *redis.Client // on database 0, where the lease key lives
+	key   string
+	token string
+	stop  chan struct{}
+	once  sync.Once
+	err   error
+}
+
+// compare-and-delete and compare-and-extend, so that a lease that expired
+// and went to someone else is never touched.
+var (
+	releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+	renewScript   = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
+)
+
+// LeaseDB leases a logical database of the server that opts describe (its
+// DB field is ignored) for as long as the lease is held: leases live in the
+// server itself (SET NX with an expiry, renewed while held), so parallel
+// test processes never share a database, and a crashed holder's lease
+// expires. Database 0 is never leased (it holds the leases). The database
+// is flushed when leased and when released. When every database is leased,
+// LeaseDB waits for one up to ctx's deadline.
+func LeaseDB(ctx context.Context, opts *redis.Options, owner string) (*RedisLease, error) {
+	adminOpts := *opts
+	adminOpts.DB = 0
+	admin := redis.NewClient(&adminOpts)
+	n, err := databases(ctx, admin)
+	if err != nil {
+		admin.Close()
+		return nil, fmt.Errorf("isolation: lease a redis database: %w", err)
+	}
+	if n < 2 {
+		admin.Close()
+		return nil, fmt.Errorf("isolation: lease a redis database: the server has %d logical database(s); use isolation.RedisPrefix instead", n)
+	}
+	token := owner + "/" + randomToken()
+	start := time.Now()
+	for {
+		for db := 1; db < n; db++ {
+			key := LeaseKeyPrefix + strconv.Itoa(db)
+			ok, err := admin.SetNX(ctx, key, token, leaseTTL).Result()
+			if err != nil {
+				admin.Close()
+				return nil, fmt.Errorf("isolation: lease redis database %d: %w", db, err)
+			}
+			if !ok {
+				continue
+			}
+			dbOpts := *opts
+			dbOpts.DB = db
+			l := &RedisLease{DB: db, Client: redis.NewClient(&dbOpts), admin: admin, key: key, token: token, stop: make(chan struct{})}
+			// What a crashed holder left behind goes first.
+			if err := l.Client.FlushDB(ctx).Err(); err != nil {
+				_ = l.Release(context.WithoutCancel(ctx))
+				return nil, fmt.Errorf("isolation: flush leased redis database %d: %w", db, err)
+			}
+			go l.renew()
+			return l, nil
+		}
+		select {
+		case <-ctx.Done():
+			admin.Close()
+			return nil, fmt.Errorf("isolation: lease a redis database: all %d are leased to other tests after %s (%w); "+
+				"raise the server's databases setting, lower test parallelism, or use isolation.RedisPrefix",
+				n-1, time.Since(start).Round(time.Millisecond), ctx.Err())
+		case <-time.After(leasePoll):
+		}
+	}
+}
+
+func randomToken() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// databases asks the server how many logical databases it has; servers
+// that refuse CONFIG are taken to have Redis' default, 16.
+func databases(ctx context.Context, c *redis.Client) (int, error) {
+	res, err := c.ConfigGet(ctx, "databases").Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "NOPERM") {
+			return 16, nil
+		}
+		return 0, err
+	}
+	n, err := strconv.Atoi(res["databases"])
+	if err != nil {
+		return 16, nil
+	}
+	return n, nil
+}
+
+func (l *RedisLease) renew() {
+	t := time.NewTicker(leaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), leaseTTL/3)
+			_ = renewScript.Run(ctx, l.admin, []string{l.key}, l.token, leaseTTL.Milliseconds()).Err()
+			cancel()
+		}
+	}
+}
+
+// Release flushes the database, gives the lease back and closes the
+// clients. Calling it again returns the first result.
+func (l *RedisLease) Release(ctx context.Context) error {
+	l.once.Do(func() {
+		close(l.stop)
+		var errs []error
+		if err := l.Client.FlushDB(ctx).Err(); err != nil {
+			errs = append(errs, fmt.Errorf("flush redis database %d: %w", l.DB, err))
+		}
+		if err := releaseScript.Run(ctx, l.admin, []string{l.key}, l.token).Err(); err != nil {
+			errs = append(errs, fmt.Errorf("release redis database %d: %w", l.DB, err))
+		}
+		errs = append(errs, l.Client.Close(), l.admin.Close())
+		if err := errors.Join(errs...); err != nil {
+			l.err = fmt.Errorf("isolation: %w", err)
+		}
+	})
+	return l.err
+}
+
+// RedisDB gives test t a logical database of its own on the server opts
+// describe (see LeaseDB) and returns a client on it. When t ends the
+// database is flushed and given back. Safe for parallel tests, also across
+// test processes.
+func RedisDB(t TB, opts *redis.Options) *redis.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	l, err := LeaseDB(ctx, opts, t.Name())
+	if err != nil {
+		t.Fatalf("%v", err)
+		return nil
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := l.Release(ctx); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	return l.Client
+}
+
+// RedisPrefix gives test t a key prefix of its own, for servers where
+// logical databases are not available (Redis Cluster, some managed
+// services): every key the test writes must start with it. When t ends,
+// every key with the prefix is deleted.
+func RedisPrefix(t TB, c *redis.Client) string {
+	t.Helper()
+	prefix := "t:" + strings.TrimPrefix(objectName("", t.Name()), "_") + ":"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := DeletePrefix(ctx, c, prefix); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	return prefix
+}
+
+// DeletePrefix deletes every key starting with prefix (SCAN and UNLINK; the
+// prefix must not hold glob characters) and returns how many it deleted.
+func DeletePrefix(ctx context.Context, c *redis.Client, prefix string) (int, error) {
+	if strings.ContainsAny(prefix, `*?[]\`) {
+		return 0, fmt.Errorf("isolation: delete keys %q: the prefix holds glob characters", prefix)
+	}
+	var cursor uint64
+	n := 0
+	for {
+		keys, next, err := c.Scan(ctx, cursor, prefix+"*", 1000).Result()
+		if err != nil {
+			return n, fmt.Errorf("isolation: delete keys %s*: %w", prefix, err)
+		}
+		if len(keys) > 0 {
+			if err := c.Unlink(ctx, keys...).Err(); err != nil {
+				return n, fmt.Errorf("isolation: delete keys %s*: %w", prefix, err)
+			}
+			n += len(keys)
+		}
+		if next == 0 {
+			return n, nil
+		}
+		cursor = next
+	}
+}
+
+// FlushDB empties the client's logical database.
+func FlushDB(ctx context.Context, c *redis.Client) error {
+	if err := c.FlushDB(ctx).Err(); err != nil {
+		return fmt.Errorf("isolation: flushdb: %w", err)
+	}
+	return nil
+}
