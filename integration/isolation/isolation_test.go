@@ -84,6 +84,30 @@ func TestTransactionPerTest(t *testing.T) {
 	}
 }
 
+func TestDatabaseSQLTransactionPerTest(t *testing.T) {
+	pg := cleanroom.PostgresFor(t)
+	db := pg.NewDatabase(t, migrations).DB(t) // database/sql, pgx driver
+	t.Run("tests", func(t *testing.T) {
+		for i := range 10 {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				tx := isolation.Tx(t, db)
+				if _, err := tx.Exec("INSERT INTO items (id, owner) VALUES (1, $1)", t.Name()); err != nil {
+					t.Fatal(err)
+				}
+				var owner string
+				if err := tx.QueryRow("SELECT owner FROM items WHERE id = 1").Scan(&owner); err != nil || owner != t.Name() {
+					t.Errorf("owner %q, %v", owner, err)
+				}
+			})
+		}
+	})
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM items").Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d rows survived, %v", n, err)
+	}
+}
+
 func TestSchemaPerTest(t *testing.T) {
 	pg := cleanroom.PostgresFor(t)
 	const schemas = `SELECT count(*) FROM pg_namespace WHERE nspname LIKE 't\_%'`
@@ -93,12 +117,7 @@ func TestSchemaPerTest(t *testing.T) {
 			t.Run(fmt.Sprint(i), func(t *testing.T) {
 				t.Parallel()
 				sc := pg.NewSchema(t, migrations)
-				conn, err := pgx.Connect(context.Background(), sc.URL)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer conn.Close(context.Background())
-				checkOwn(t, conn) // "items" resolves to the test's schema
+				checkOwn(t, sc.Pool(t)) // "items" resolves to the test's schema
 			})
 		}
 	})

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // TB is what the helpers need of *testing.T and *testing.B.
@@ -131,4 +133,56 @@ func Tx(t TB, db *sql.DB) *sql.Tx {
 		}
 	})
 	return tx
+}
+
+// Pool opens a connection pool on the database for t, closed when t ends.
+func (d *Database) Pool(t TB) *pgxpool.Pool {
+	t.Helper()
+	return openPool(t, d.URL)
+}
+
+// DB opens a database/sql handle (pgx driver) on the database for t,
+// closed when t ends.
+func (d *Database) DB(t TB) *sql.DB {
+	t.Helper()
+	return openDB(t, d.URL)
+}
+
+// Pool opens a connection pool whose search_path is the schema, for t,
+// closed when t ends.
+func (s *Schema) Pool(t TB) *pgxpool.Pool {
+	t.Helper()
+	return openPool(t, s.URL)
+}
+
+// DB opens a database/sql handle (pgx driver) whose search_path is the
+// schema, for t, closed when t ends.
+func (s *Schema) DB(t TB) *sql.DB {
+	t.Helper()
+	return openDB(t, s.URL)
+}
+
+func openPool(t TB, url string) *pgxpool.Pool {
+	t.Helper()
+	ctx, cancel := setupContext()
+	defer cancel()
+	p, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatalf("isolation: open pool: %v", err)
+		return nil
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func openDB(t TB, url string) *sql.DB {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatalf("isolation: open database: %v", err)
+		return nil
+	}
+	db := stdlib.OpenDB(*cfg)
+	t.Cleanup(func() { db.Close() })
+	return db
 }
