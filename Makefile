@@ -54,10 +54,10 @@ unit:
 integration: images
 	$(GO) test $(TEST_FLAGS) $(INTEGRATION_PKGS)
 
-check-leaks: ## fail if any cleanroom pod or container is left
-	@left=$$($(GO) run ./cmd/cleanroom clean --dry-run $(CLEAN_FLAGS)); \
-	if [ -n "$$left" ]; then echo "leaked by the tests (now removed):"; echo "$$left"; \
-		$(GO) run ./cmd/cleanroom clean >/dev/null; exit 1; fi
+check-leaks: ## fail if any cleanroom pod or container is left (after the reapers' grace period)
+	@$(GO) build -o bin/cleanroom ./cmd/cleanroom; \
+	for i in $$(seq 1 40); do left=$$(bin/cleanroom clean --dry-run); [ -z "$$left" ] && exit 0; sleep 0.5; done; \
+	echo "leaked by the tests (now removed):"; echo "$$left"; bin/cleanroom clean >/dev/null; exit 1
 
 clean: ## remove every pod and container labelled io.cleanroom.managed, nothing else
 	@$(GO) run ./cmd/cleanroom clean $(CLEAN_FLAGS)

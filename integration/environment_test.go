@@ -45,6 +45,12 @@ func newEnv(t *testing.T, cfg cleanroom.Config, services ...cleanroom.Service) (
 	if cfg.Images == nil {
 		cfg.Images = map[string]string{"postgres": postgresImage, "redis": redisImage}
 	}
+	if cfg.Suite == "" {
+		cfg.Suite = "it-" + randomHex(4) // tests of this package must not share pods
+	}
+	if cfg.GracePeriod == 0 {
+		cfg.GracePeriod = time.Millisecond // the reaper removes the pod right after Close
+	}
 	env, err := cleanroom.New(context.Background(), cfg, services...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -61,11 +67,20 @@ func newEnv(t *testing.T, cfg cleanroom.Config, services ...cleanroom.Service) (
 	return env, log
 }
 
-// assertNothingLeft checks that no pod or container of the suite remains.
+// assertNothingLeft checks that no pod or container of the suite remains
+// once its reaper had time to act (grace period plus a few polls).
 func assertNothingLeft(t *testing.T, suite string) {
 	t.Helper()
 	c := connect(t)
-	if left := leftovers(c, map[string]string{cleanroom.LabelSuite: suite}); left != "" {
+	labels := map[string]string{cleanroom.LabelSuite: suite}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		pods, err := c.ListPods(context.Background(), labels)
+		cts, err2 := c.ListContainers(context.Background(), labels)
+		if err == nil && err2 == nil && len(pods) == 0 && len(cts) == 0 {
+			return
+		}
+	}
+	if left := leftovers(c, labels); left != "" {
 		t.Errorf("suite %s left objects behind:\n%s", suite, left)
 	}
 }

@@ -70,8 +70,9 @@ func TestFiftyParallelTestsShareOneContainerPerService(t *testing.T) {
 
 	env := cleanroom.Default()
 	st := env.Stats()
-	if st.Started != 2 || st.Replaced != 0 || st.PerTest != 0 {
-		t.Errorf("stats %+v: want exactly 2 containers started for %d tests", st, parallel)
+	// Another package of the run may have started them: then this one adopted.
+	if st.Started+st.Adopted != 2 || st.Replaced != 0 || st.PerTest != 0 {
+		t.Errorf("stats %+v: want exactly 2 containers started or adopted for %d tests", st, parallel)
 	}
 	if st.Reused != 2*parallel-2 {
 		t.Errorf("reused %d times, want %d", st.Reused, 2*parallel-2)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,6 +41,8 @@ const (
 	LabelCreatedAt  = "io.cleanroom.created-at"  // RFC 3339
 	LabelVersion    = "io.cleanroom.version"     // library version
 	LabelRole       = "io.cleanroom.role"        // "suite", "service" or "per-test" (pods)
+	LabelSecret     = "io.cleanroom.secret"      // the services' password (pods)
+	LabelHost       = "io.cleanroom.host"        // host name of the creating process (pods)
 )
 
 // engine is the part of *podman.Client an Environment uses: the seam where
@@ -47,6 +50,7 @@ const (
 type engine interface {
 	CreatePod(ctx context.Context, spec podman.PodSpec) (string, error)
 	InspectPod(ctx context.Context, nameOrID string) (*podman.PodInfo, error)
+	ListPods(ctx context.Context, labels map[string]string) ([]podman.PodSummary, error)
 	RemovePod(ctx context.Context, nameOrID string) error
 	CreateContainer(ctx context.Context, spec podman.ContainerSpec) (string, error)
 	StartContainer(ctx context.Context, nameOrID string) error
@@ -77,12 +81,14 @@ type Environment struct {
 	cfg      Config
 	eng      engine
 	log      *slog.Logger
-	suite    string // suite key: hash of the working directory and the definitions
+	suite    string // suite key (Config.Suite, or a hash of module root and definitions)
+	podName  string // the suite pod's name, the same in every process of the suite
 	run      string // this process's run ID
-	prefix   string // name prefix of every pod of this environment
-	secret   string // the suite's random password
+	prefix   string // name prefix of the pods only this process uses
 	declared []*entry
 	ports    []uint16 // of the suite pod
+	endpoint podman.Endpoint
+	share    *shared // nil: this process alone owns its pods (no flock, or unit tests)
 
 	mu       sync.Mutex
 	byName   map[string]*entry
@@ -94,7 +100,7 @@ type Environment struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	started, reused, replaced, perTest atomic.Int64
+	started, reused, replaced, perTest, adopted atomic.Int64
 
 	readyMu sync.Mutex
 	ready   map[string]time.Duration // service → wait of its first use
@@ -114,6 +120,7 @@ type pod struct {
 	name, id string
 	host     string
 	ports    map[uint16]uint16
+	secret   string // the password of the services in it (label io.cleanroom.secret)
 }
 
 // entry is one registry slot: a service and its current container.
@@ -172,6 +179,14 @@ func New(ctx context.Context, cfg Config, services ...Service) (*Environment, er
 		c.Close()
 		return nil, err
 	}
+	if pc, ok := c.(*podman.Client); ok {
+		e.endpoint = pc.Endpoint()
+		if dir, err := lockDir(); err != nil {
+			e.log.Warn("cleanroom: test processes cannot share the suite's pod; each keeps its own", "error", err)
+		} else {
+			e.share = &shared{files: leaseFiles{dir: dir, pod: e.podName}}
+		}
+	}
 	return e, nil
 }
 
@@ -181,14 +196,12 @@ func newEnvironment(cfg Config, eng engine, services []Service) (*Environment, e
 		eng:    eng,
 		log:    cfg.Logger,
 		run:    randomHex(4),
-		secret: randomHex(16),
 		byName: map[string]*entry{},
 		pods:   map[string]bool{},
 	}
 	usedPorts := map[uint16]string{}
 	h := sha256.New()
-	wd, _ := os.Getwd()
-	fmt.Fprintln(h, wd)
+	fmt.Fprintln(h, moduleRoot())
 	for _, s := range services {
 		s := s.clone()
 		if img := cfg.Images[s.name]; img != "" {
@@ -207,17 +220,35 @@ func newEnvironment(cfg Config, eng engine, services []Service) (*Environment, e
 			usedPorts[p] = s.name
 			e.ports = append(e.ports, p)
 		}
-		if s.build != nil {
-			s.build(&s, e.secret)
-		}
 		ent := &entry{svc: &s}
 		e.byName[s.name] = ent
 		e.declared = append(e.declared, ent)
 		fmt.Fprintln(h, s.definition())
 	}
-	e.suite = hex.EncodeToString(h.Sum(nil))[:12]
-	e.prefix = "cleanroom-" + e.suite[:8] + "-" + e.run
+	e.suite = cfg.Suite
+	if e.suite == "" {
+		e.suite = hex.EncodeToString(h.Sum(nil))[:12]
+	}
+	e.podName = "cleanroom-" + e.suite
+	e.prefix = e.podName + "-" + e.run
 	return e, nil
+}
+
+// moduleRoot is the directory of the go.mod above the working directory
+// (under `go test`, the package's directory), or the working directory.
+func moduleRoot() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		if filepath.Dir(dir) == dir {
+			return wd
+		}
+	}
 }
 
 func randomHex(n int) string {
@@ -284,9 +315,6 @@ func (e *Environment) lookup(name string, factory func() Service) (*entry, error
 	if err := s.validate(); err != nil {
 		return nil, fmt.Errorf("cleanroom: %w", err)
 	}
-	if s.build != nil {
-		s.build(&s, e.secret)
-	}
 	ent := &entry{svc: &s, late: true}
 	e.byName[name] = ent
 	return ent, nil
@@ -326,7 +354,7 @@ func (e *Environment) acquire(ctx context.Context, ent *entry, user bool) (*Cont
 		reason := ""
 		if c := ent.cur; c != nil {
 			switch age := time.Since(c.Created); {
-			case age > e.cfg.MaxContainerReuseTime && ent.users == 0:
+			case age > e.cfg.MaxContainerReuseTime && ent.users == 0 && !e.othersAttached():
 				reason = fmt.Sprintf("it is %s old, more than max_container_reuse_time (%s)", age.Round(time.Millisecond), e.cfg.MaxContainerReuseTime)
 			case time.Since(ent.lastHealthy) < e.cfg.ContainerHealthCheckInterval:
 				// healthy recently enough
@@ -427,7 +455,9 @@ func (e *Environment) checkRunning(ctx context.Context, id string) error {
 	return nil
 }
 
-// create makes the entry's container in its pod, removing old first.
+// create makes the entry's container in its pod, removing old first. In
+// a shared pod another process may be making it at the same time: then
+// this one adopts the other's (see ensureContainer).
 func (e *Environment) create(ctx context.Context, ent *entry, old *Container) (*Container, error) {
 	// Creation outlives the caller that triggered it (others wait for it),
 	// bounded by the start-up timeout.
@@ -443,7 +473,7 @@ func (e *Environment) create(ctx context.Context, ent *entry, old *Container) (*
 		if err != nil {
 			return nil, fmt.Errorf("start %s: %w", ent.svc.name, err)
 		}
-		c, err := e.startContainer(ctx, p, ent.svc, p.name+"-"+ent.svc.name)
+		c, err := e.ensureContainer(ctx, p, ent.svc.with(p.secret), p.name+"-"+ent.svc.name)
 		if errors.Is(err, errPodGone) && attempt == 0 {
 			e.forgetPod(p)
 			continue // removed from outside: make a new one
@@ -454,9 +484,13 @@ func (e *Environment) create(ctx context.Context, ent *entry, old *Container) (*
 
 var errPodGone = errors.New("pod is gone")
 
-// podFor returns the pod the entry's container lives in, creating it on
-// first use: the suite pod for declared services, an own pod otherwise.
+// podFor returns the pod the entry's container lives in, creating or
+// adopting it on first use: the suite pod for declared services (shared by
+// every process of the suite), a pod of this process's own otherwise.
 func (e *Environment) podFor(ctx context.Context, ent *entry) (*pod, error) {
+	if err := e.ensureLease(ctx); err != nil {
+		return nil, err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
@@ -464,7 +498,7 @@ func (e *Environment) podFor(ctx context.Context, ent *entry) (*pod, error) {
 	}
 	if !ent.late {
 		if e.suitePod == nil {
-			p, err := e.createPod(ctx, e.prefix, e.ports, "suite")
+			p, err := e.createOrAdoptPod(ctx, e.podName, e.ports, "suite")
 			if err != nil {
 				return nil, err
 			}
@@ -473,18 +507,7 @@ func (e *Environment) podFor(ctx context.Context, ent *entry) (*pod, error) {
 		return e.suitePod, nil
 	}
 	// A late service's pod is named after it and reused across replacements.
-	name := e.prefix + "-" + ent.svc.name
-	if e.pods[name] {
-		info, err := e.eng.InspectPod(ctx, name)
-		if err == nil {
-			return podFromInfo(info)
-		}
-		if !errors.Is(err, podman.ErrNotFound) {
-			return nil, err
-		}
-		delete(e.pods, name)
-	}
-	return e.createPod(ctx, name, ent.svc.ports, "service")
+	return e.createOrAdoptPod(ctx, e.prefix+"-"+ent.svc.name, ent.svc.ports, "service")
 }
 
 // forgetPod drops a pod that was removed from outside.
@@ -498,36 +521,77 @@ func (e *Environment) forgetPod(p *pod) {
 	e.log.Warn("cleanroom: pod vanished; creating it again", "pod", p.name)
 }
 
-// createPod creates a pod publishing ports on 127.0.0.1 (host port chosen
-// by the engine) and records it for Close. Called with e.mu held.
-func (e *Environment) createPod(ctx context.Context, name string, ports []uint16, role string) (*pod, error) {
-	spec := podman.PodSpec{Name: name, Labels: e.labels(map[string]string{LabelRole: role, LabelConfigHash: e.suite})}
-	for _, p := range ports {
-		spec.Ports = append(spec.Ports, podman.Port{ContainerPort: p})
+// createOrAdoptPod returns pod name, creating it (ports published on
+// 127.0.0.1, host ports chosen by the engine) or, when another process
+// created it, adopting it. The engine's name uniqueness is the lock: of
+// concurrent creators exactly one succeeds, the others get a conflict and
+// adopt. Called with e.mu held.
+func (e *Environment) createOrAdoptPod(ctx context.Context, name string, ports []uint16, role string) (*pod, error) {
+	for attempt := 0; ; attempt++ {
+		info, err := e.eng.InspectPod(ctx, name)
+		if err == nil {
+			if info.Labels[podman.LabelManaged] != "true" || info.Labels[LabelSuite] != e.suite {
+				return nil, fmt.Errorf("a pod named %s exists but is not this suite's (labels %v); remove it (podman pod rm -f %s) or choose another suite name", name, info.Labels, name)
+			}
+			p, err := podFromInfo(info)
+			if err != nil {
+				return nil, err
+			}
+			if p.secret == "" {
+				return nil, fmt.Errorf("pod %s carries no %s label; remove it: podman pod rm -f %s", name, LabelSecret, name)
+			}
+			if missing := missingPorts(p, ports); len(missing) > 0 {
+				// Podman creates a pod, then its infra container with the
+				// ports: a pod seconds old may be half made. Look again.
+				if time.Since(info.Created) < 10*time.Second {
+					time.Sleep(20 * time.Millisecond)
+					attempt--
+					continue
+				}
+				return nil, fmt.Errorf("pod %s does not publish ports %v that this suite declares; remove it: podman pod rm -f %s", name, missing, name)
+			}
+			e.pods[name] = true
+			e.log.Debug("cleanroom: adopted pod", "pod", name)
+			return p, nil
+		}
+		if !errors.Is(err, podman.ErrNotFound) {
+			return nil, err
+		}
+		spec := podman.PodSpec{Name: name, Labels: e.labels(map[string]string{
+			LabelRole: role, LabelSecret: randomHex(16), LabelHost: hostname(),
+		})}
+		for _, p := range ports {
+			spec.Ports = append(spec.Ports, podman.Port{ContainerPort: p})
+		}
+		_, err = e.eng.CreatePod(ctx, spec)
+		if errors.Is(err, podman.ErrConflict) && attempt < 5 {
+			continue // another process was first: adopt its pod
+		}
+		if err != nil {
+			return nil, err
+		}
+		e.pods[name] = true
+		e.log.Debug("cleanroom: created pod", "pod", name)
 	}
-	if _, err := e.eng.CreatePod(ctx, spec); err != nil {
-		return nil, err
-	}
-	e.pods[name] = true
-	info, err := e.eng.InspectPod(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	p, err := podFromInfo(info)
-	if err != nil {
-		return nil, err
-	}
+}
+
+func missingPorts(p *pod, ports []uint16) []uint16 {
+	var missing []uint16
 	for _, port := range ports {
 		if p.ports[port] == 0 {
-			return nil, fmt.Errorf("pod %s: port %d was not published", name, port)
+			missing = append(missing, port)
 		}
 	}
-	e.log.Debug("cleanroom: created pod", "pod", name, "ports", p.ports)
-	return p, nil
+	return missing
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
 }
 
 func podFromInfo(info *podman.PodInfo) (*pod, error) {
-	p := &pod{name: info.Name, id: info.ID, host: "127.0.0.1", ports: map[uint16]uint16{}}
+	p := &pod{name: info.Name, id: info.ID, host: "127.0.0.1", ports: map[uint16]uint16{}, secret: info.Labels[LabelSecret]}
 	for key, addr := range info.Ports {
 		port, proto, _ := strings.Cut(key, "/")
 		n, err := strconv.ParseUint(port, 10, 16)
@@ -554,10 +618,89 @@ func (e *Environment) labels(extra map[string]string) map[string]string {
 	return l
 }
 
-// startContainer creates the service's container in pod p, starts it and
-// waits until it is ready. On failure nothing it created is left.
-func (e *Environment) startContainer(ctx context.Context, p *pod, svc *Service, name string) (*Container, error) {
+// ensureContainer returns the running, ready container name of svc in
+// pod p: it creates and starts it, or, when another process of the suite
+// created it, adopts it (waiting until it is ready). A container that is
+// dead, or stuck before start for longer than the start-up timeout, is
+// removed and made again. On failure nothing it created is left.
+func (e *Environment) ensureContainer(ctx context.Context, p *pod, svc *Service, name string) (*Container, error) {
 	began := time.Now()
+	defHash := hash(svc.definition())
+	for attempt := 0; ; attempt++ {
+		if attempt == 8 {
+			return nil, fmt.Errorf("start %s: gave up after %d attempts to create or adopt %s", svc.name, attempt, name)
+		}
+		info, err := e.eng.InspectContainer(ctx, name)
+		if errors.Is(err, podman.ErrNotFound) {
+			c, err := e.startContainer(ctx, p, svc, name, defHash, began)
+			if errors.Is(err, podman.ErrConflict) {
+				continue // another process created it first: adopt it
+			}
+			return c, err
+		}
+		if err != nil {
+			return nil, fmt.Errorf("start %s: %w", svc.name, err)
+		}
+		if info.Pod != p.id {
+			// A container of a pod that no longer exists cannot be; one of
+			// another pod with our name is not ours to touch.
+			return nil, fmt.Errorf("start %s: container %s belongs to another pod (%s); remove it: podman rm -f %s", svc.name, name, info.Pod, name)
+		}
+		if h := info.Labels[LabelConfigHash]; h != defHash {
+			return nil, fmt.Errorf("start %s: the suite's container %s runs another definition of the service (config hash %s, this process has %s): "+
+				"processes of one suite must declare the same services; give the suites different names (suite / CLEANROOM_SUITE)", svc.name, name, h, defHash)
+		}
+		c := e.containerOf(p, svc, info.ID, name, info.Created)
+		switch {
+		case info.State.Running:
+			if err := e.waitReady(ctx, svc, c); err != nil {
+				if errors.Is(err, errNotRunning) {
+					continue // it died while we waited: look again
+				}
+				return nil, e.readyFailure(ctx, svc, c, err, false)
+			}
+			e.adopted.Add(1)
+			e.log.Info("cleanroom: adopted container", "service", svc.name, "container", name, "took", time.Since(began).Round(time.Millisecond))
+			return c, nil
+		case isStarting(info.State.Status) && time.Since(info.Created) < e.cfg.ContainerStartupTimeout:
+			// Its creator is about to start it.
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("start %s: wait for %s to start: %w", svc.name, name, ctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
+		default: // exited, or its creator died before starting it
+			e.log.Warn("cleanroom: removing a dead container of the suite", "container", name, "status", info.State.Status)
+			if err := e.eng.RemoveContainer(ctx, info.ID); err != nil && !errors.Is(err, podman.ErrNotFound) {
+				return nil, fmt.Errorf("start %s: remove dead container %s: %w", svc.name, name, err)
+			}
+		}
+	}
+}
+
+func isStarting(status string) bool {
+	switch status {
+	case "created", "configured", "initialized":
+		return true
+	}
+	return false
+}
+
+// containerOf describes container id of svc in pod p.
+func (e *Environment) containerOf(p *pod, svc *Service, id, name string, created time.Time) *Container {
+	c := &Container{
+		Service: svc.name, ID: id, Name: name, PodID: p.id, PodName: p.name, Image: svc.image,
+		Created: created, host: p.host, ports: map[uint16]uint16{}, env: svc.env, secret: p.secret, owner: e,
+	}
+	for _, port := range svc.ports {
+		c.ports[port] = p.ports[port]
+	}
+	return c
+}
+
+// startContainer creates svc's container in pod p, starts it and waits
+// until it is ready. A name taken meanwhile gives ErrConflict (to adopt).
+func (e *Environment) startContainer(ctx context.Context, p *pod, svc *Service, name, defHash string, began time.Time) (*Container, error) {
 	fail := func(step string, err error) (*Container, error) {
 		return nil, fmt.Errorf("start %s: %s: %w", svc.name, step, err)
 	}
@@ -567,17 +710,14 @@ func (e *Environment) startContainer(ctx context.Context, p *pod, svc *Service, 
 	spec := podman.ContainerSpec{
 		Name: name, Image: svc.image, Pod: p.id,
 		Env: svc.env, Entrypoint: svc.entrypoint, Command: svc.command, Tmpfs: svc.tmpfs,
-		Labels: e.labels(map[string]string{LabelService: svc.name, LabelConfigHash: hash(svc.definition())}),
+		Labels: e.labels(map[string]string{LabelService: svc.name, LabelConfigHash: defHash}),
 		// The backstop if every process of ours dies: conmon kills the
 		// container after this, whatever happens to us.
 		Timeout: 2*e.cfg.MaxContainerReuseTime + e.cfg.ContainerStartupTimeout,
 	}
 	id, err := e.eng.CreateContainer(ctx, spec)
 	if errors.Is(err, podman.ErrConflict) {
-		// A container of ours with this name survived a failed attempt.
-		if rerr := e.eng.RemoveContainer(ctx, name); rerr == nil || errors.Is(rerr, podman.ErrNotFound) {
-			id, err = e.eng.CreateContainer(ctx, spec)
-		}
+		return nil, err
 	}
 	if errors.Is(err, podman.ErrNotFound) && strings.Contains(err.Error(), "pod") {
 		return nil, fmt.Errorf("start %s: %w: %w", svc.name, errPodGone, err)
@@ -585,41 +725,47 @@ func (e *Environment) startContainer(ctx context.Context, p *pod, svc *Service, 
 	if err != nil {
 		return fail("create container", err)
 	}
-	remove := func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := e.eng.RemoveContainer(rctx, id); err != nil && !errors.Is(err, podman.ErrNotFound) {
-			e.log.Error("cleanroom: remove failed container", "container", name, "error", err)
-		}
-	}
+	c := e.containerOf(p, svc, id, name, time.Now())
 	if err := e.eng.StartContainer(ctx, id); err != nil {
-		remove()
+		e.removeContainer(ctx, c)
 		if errors.Is(err, podman.ErrNotFound) {
 			return nil, fmt.Errorf("start %s: %w: %w", svc.name, errPodGone, err)
 		}
 		return fail("start container", err)
 	}
-	c := &Container{
-		Service: svc.name, ID: id, Name: name, PodID: p.id, PodName: p.name, Image: svc.image,
-		Created: time.Now(), host: p.host, ports: map[uint16]uint16{}, env: svc.env, secret: e.secret, owner: e,
-	}
-	for _, port := range svc.ports {
-		c.ports[port] = p.ports[port]
-	}
 	if err := e.waitReady(ctx, svc, c); err != nil {
-		lines, lerr := e.eng.Logs(context.WithoutCancel(ctx), id, logTail)
-		remove()
-		msg := fmt.Sprintf("start %s: wait ready (%s): %v", svc.name, e.cfg.ContainerStartupTimeout, err)
-		if lerr == nil {
-			msg += fmt.Sprintf("\nlast %d log lines of %s:\n  %s", len(lines), name, strings.Join(lines, "\n  "))
-		}
-		return nil, errors.New(msg)
+		return nil, e.readyFailure(ctx, svc, c, err, true)
 	}
 	e.started.Add(1)
 	e.log.Info("cleanroom: started container", "service", svc.name, "container", name, "image", svc.image,
 		"took", time.Since(began).Round(time.Millisecond))
 	return c, nil
 }
+
+// readyFailure builds the error of a container that did not become ready,
+// with its last log lines, and removes it.
+func (e *Environment) readyFailure(ctx context.Context, svc *Service, c *Container, err error, remove bool) error {
+	lines, lerr := e.eng.Logs(context.WithoutCancel(ctx), c.ID, logTail)
+	if remove {
+		e.removeContainer(ctx, c)
+	}
+	msg := fmt.Sprintf("start %s: wait ready (%s): %v", svc.name, e.cfg.ContainerStartupTimeout, err)
+	if lerr == nil {
+		msg += fmt.Sprintf("\nlast %d log lines of %s:\n  %s", len(lines), c.Name, strings.Join(lines, "\n  "))
+	}
+	return errors.New(msg)
+}
+
+func (e *Environment) removeContainer(ctx context.Context, c *Container) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := e.eng.RemoveContainer(rctx, c.ID); err != nil && !errors.Is(err, podman.ErrNotFound) {
+		e.log.Error("cleanroom: remove failed container", "container", c.Name, "error", err)
+	}
+}
+
+// errNotRunning: the container stopped while we waited for it.
+var errNotRunning = errors.New("the container is not running")
 
 // waitReady polls the readiness probe; a container that stops running
 // ends the wait at once.
@@ -638,8 +784,12 @@ func (e *Environment) waitReady(ctx context.Context, svc *Service, c *Container)
 			return err
 		}
 		lastInspect = time.Now()
-		if info, ierr := e.eng.InspectContainer(ctx, c.ID); ierr == nil && !info.State.Running {
-			return healthcheck.Permanent(fmt.Errorf("the container %s (exit code %d): %w", info.State.Status, info.State.ExitCode, err))
+		info, ierr := e.eng.InspectContainer(ctx, c.ID)
+		if errors.Is(ierr, podman.ErrNotFound) {
+			return healthcheck.Permanent(fmt.Errorf("%w: it is gone: %w", errNotRunning, err))
+		}
+		if ierr == nil && !info.State.Running {
+			return healthcheck.Permanent(fmt.Errorf("%w: it %s (exit code %d): %w", errNotRunning, info.State.Status, info.State.ExitCode, err))
 		}
 		return err
 	}), healthcheck.Options{})
@@ -698,6 +848,11 @@ func (e *Environment) Reset(ctx context.Context, name string) error {
 
 // perTestContainer starts svc in a pod of its own, for one test.
 func (e *Environment) perTestContainer(ctx context.Context, svc *Service) (*Container, func() error, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ContainerStartupTimeout)
+	defer cancel()
+	if err := e.ensureLease(ctx); err != nil {
+		return nil, nil, fmt.Errorf("start %s: %w", svc.name, err)
+	}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -705,9 +860,7 @@ func (e *Environment) perTestContainer(ctx context.Context, svc *Service) (*Cont
 	}
 	e.counter++
 	name := fmt.Sprintf("%s-t%d", e.prefix, e.counter)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ContainerStartupTimeout)
-	defer cancel()
-	p, err := e.createPod(ctx, name, svc.ports, "per-test")
+	p, err := e.createOrAdoptPod(ctx, name, svc.ports, "per-test")
 	e.mu.Unlock()
 	removePod := func() error {
 		rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -727,7 +880,7 @@ func (e *Environment) perTestContainer(ctx context.Context, svc *Service) (*Cont
 		_ = removePod()
 		return nil, nil, fmt.Errorf("start %s: %w", svc.name, err)
 	}
-	c, err := e.startContainer(ctx, p, svc, name+"-"+svc.name)
+	c, err := e.ensureContainer(ctx, p, svc.with(p.secret), name+"-"+svc.name)
 	if err != nil {
 		return nil, nil, errors.Join(err, removePod())
 	}
@@ -750,6 +903,7 @@ func (e *Environment) noteReady(name string, d time.Duration) {
 // Stats counts what an Environment did.
 type Stats struct {
 	Started  int64 // containers started (including replacements and per-test ones)
+	Adopted  int64 // containers another process of the suite had started
 	Reused   int64 // times an existing container was handed out again
 	Replaced int64 // containers replaced: unhealthy, vanished or too old
 	PerTest  int64 // per-test containers (singletons off, or fallback)
@@ -757,7 +911,7 @@ type Stats struct {
 
 // Stats returns the counters so far.
 func (e *Environment) Stats() Stats {
-	return Stats{Started: e.started.Load(), Reused: e.reused.Load(), Replaced: e.replaced.Load(), PerTest: e.perTest.Load()}
+	return Stats{Started: e.started.Load(), Adopted: e.adopted.Load(), Reused: e.reused.Load(), Replaced: e.replaced.Load(), PerTest: e.perTest.Load()}
 }
 
 // Entry is one row of the registry.
@@ -815,6 +969,9 @@ func (e *Environment) Close(ctx context.Context) error {
 		e.closersMu.Unlock()
 		var result *multierror.Error
 		for _, name := range names {
+			if e.share != nil && name == e.podName {
+				continue // shared: the reaper removes it when the last process is gone
+			}
 			if err := e.eng.RemovePod(ctx, name); err != nil && !errors.Is(err, podman.ErrNotFound) {
 				result = multierror.Append(result, fmt.Errorf("cleanroom: close: %w", err))
 				continue
@@ -824,6 +981,7 @@ func (e *Environment) Close(ctx context.Context) error {
 			e.mu.Unlock()
 			e.log.Debug("cleanroom: removed pod", "pod", name)
 		}
+		e.releaseLease()
 		if err := e.eng.Close(); err != nil {
 			result = multierror.Append(result, err)
 		}

@@ -243,7 +243,7 @@ func TestPerTestContainersWhenSingletonsAreOff(t *testing.T) {
 func TestFallbackToPerTestWhenThePodCannotBeMade(t *testing.T) {
 	e, f, rec := webEnv(t, Config{})
 	f.createPodErr = func(name string) error {
-		if name == e.prefix { // the suite pod
+		if name == e.podName { // the suite pod
 			return &podman.APIError{Op: "create pod " + name, StatusCode: 500, Message: "netavark: port allocation failed"}
 		}
 		return nil
@@ -485,33 +485,33 @@ func TestServiceDeclarationErrors(t *testing.T) {
 
 func TestPostgresAndRedisDefinitions(t *testing.T) {
 	e, _, _ := testEnv(t, Config{Images: map[string]string{"redis": "localhost/redis:7"}}, Postgres(PostgresSetting("max_connections", "50")), Redis())
-	pg := e.byName["postgres"].svc
+	secret := randomHex(16)
+	pg := e.byName["postgres"].svc.with(secret)
 	want := []string{"postgres", "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=50", "-c", "synchronous_commit=off"}
 	if diff := cmp.Diff(want, pg.command); diff != "" {
 		t.Errorf("postgres command (-want +got):\n%s", diff)
 	}
-	if pg.env["POSTGRES_PASSWORD"] != e.secret || len(e.secret) != 32 {
+	if pg.env["POSTGRES_PASSWORD"] != secret {
 		t.Errorf("postgres password %q, want the suite's random secret", pg.env["POSTGRES_PASSWORD"])
 	}
 	if pg.tmpfs["/var/lib/postgresql/data"] == "" || !strings.HasPrefix(pg.env["PGDATA"], "/var/lib/postgresql/data/") {
 		t.Errorf("postgres data must be on tmpfs: %v %v", pg.tmpfs, pg.env)
 	}
-	rd := e.byName["redis"].svc
-	if rd.image != "localhost/redis:7" || !strings.Contains(strings.Join(rd.command, " "), "--requirepass "+e.secret) {
+	rd := e.byName["redis"].svc.with(secret)
+	if rd.image != "localhost/redis:7" || !strings.Contains(strings.Join(rd.command, " "), "--requirepass "+secret) {
 		t.Errorf("redis: image %s command %v", rd.image, rd.command)
 	}
-	other, _, _ := testEnv(t, Config{}, Postgres())
-	if other.secret == e.secret {
-		t.Error("two suites share a password")
+	if e.byName["postgres"].svc.env["POSTGRES_PASSWORD"] != "" {
+		t.Error("building a pod's definition changed the declared one")
 	}
 
-	c := &Container{host: "127.0.0.1", ports: map[uint16]uint16{5432: 40001, 6379: 40002}, env: pg.env, secret: e.secret}
+	c := &Container{host: "127.0.0.1", ports: map[uint16]uint16{5432: 40001, 6379: 40002}, env: pg.env, secret: secret}
 	p := &PostgresServer{c: c}
-	if got, want := p.URL(), "postgres://cleanroom:"+e.secret+"@127.0.0.1:40001/cleanroom?sslmode=disable"; got != want {
+	if got, want := p.URL(), "postgres://cleanroom:"+secret+"@127.0.0.1:40001/cleanroom?sslmode=disable"; got != want {
 		t.Errorf("URL %s, want %s", got, want)
 	}
 	r := &RedisServer{c: c}
-	if r.Addr() != "127.0.0.1:40002" || r.URL() != "redis://:"+e.secret+"@127.0.0.1:40002/0" {
+	if r.Addr() != "127.0.0.1:40002" || r.URL() != "redis://:"+secret+"@127.0.0.1:40002/0" {
 		t.Errorf("redis Addr %s URL %s", r.Addr(), r.URL())
 	}
 }

@@ -41,7 +41,18 @@ type fakeContainer struct {
 	spec    podman.ContainerSpec
 	id      string
 	running bool
+	started bool
 	logs    []string
+	created time.Time
+}
+
+// managed adds the label pkg/podman puts on everything it creates.
+func managed(labels map[string]string) map[string]string {
+	out := map[string]string{podman.LabelManaged: "true"}
+	for k, v := range labels {
+		out[k] = v
+	}
+	return out
 }
 
 func newFakeEngine() *fakeEngine {
@@ -60,7 +71,7 @@ func (f *fakeEngine) CreatePod(_ context.Context, spec podman.PodSpec) (string, 
 		return "", &podman.APIError{Op: "create pod " + spec.Name, StatusCode: 409, Message: "pod already exists"}
 	}
 	f.nextID++
-	info := &podman.PodInfo{ID: fmt.Sprintf("pod%04d", f.nextID), Name: spec.Name, Labels: spec.Labels, Ports: map[string]podman.HostAddr{}}
+	info := &podman.PodInfo{ID: fmt.Sprintf("pod%04d", f.nextID), Name: spec.Name, Labels: managed(spec.Labels), Ports: map[string]podman.HostAddr{}}
 	for _, p := range spec.Ports {
 		f.nextPort++
 		info.Ports[fmt.Sprintf("%d/tcp", p.ContainerPort)] = podman.HostAddr{IP: "127.0.0.1", Port: f.nextPort}
@@ -87,6 +98,24 @@ func (f *fakeEngine) InspectPod(_ context.Context, nameOrID string) (*podman.Pod
 		return &cp, nil
 	}
 	return nil, &podman.APIError{Op: "inspect pod " + nameOrID, StatusCode: 404, Message: "no such pod"}
+}
+
+func (f *fakeEngine) ListPods(_ context.Context, labels map[string]string) ([]podman.PodSummary, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []podman.PodSummary
+	for _, p := range f.pods {
+		match := true
+		for k, v := range labels {
+			if p.Labels[k] != v {
+				match = false
+			}
+		}
+		if match {
+			out = append(out, podman.PodSummary{ID: p.ID, Name: p.Name, Labels: p.Labels})
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeEngine) RemovePod(_ context.Context, nameOrID string) error {
@@ -123,7 +152,8 @@ func (f *fakeEngine) CreateContainer(_ context.Context, spec podman.ContainerSpe
 	}
 	f.nextID++
 	id := fmt.Sprintf("ctr%04d", f.nextID)
-	f.containers[id] = &fakeContainer{spec: spec, id: id, logs: []string{"booting " + spec.Name}}
+	spec.Labels = managed(spec.Labels)
+	f.containers[id] = &fakeContainer{spec: spec, id: id, logs: []string{"booting " + spec.Name}, created: time.Now()}
 	f.created++
 	if f.onCreate != nil {
 		f.onCreate(spec)
@@ -151,7 +181,7 @@ func (f *fakeEngine) StartContainer(_ context.Context, nameOrID string) error {
 	if c == nil {
 		return &podman.APIError{Op: "start", StatusCode: 404, Message: "no such container"}
 	}
-	c.running = true
+	c.running, c.started = true, true
 	return nil
 }
 
@@ -163,10 +193,17 @@ func (f *fakeEngine) InspectContainer(_ context.Context, nameOrID string) (*podm
 		return nil, &podman.APIError{Op: "inspect container " + nameOrID, StatusCode: 404, Message: "no such container"}
 	}
 	status := "exited"
-	if c.running {
+	switch {
+	case c.running:
 		status = "running"
+	case !c.started:
+		status = "created"
 	}
-	return &podman.ContainerInfo{ID: c.id, Name: c.spec.Name, Labels: c.spec.Labels,
+	pod := c.spec.Pod
+	if p := f.podByNameOrID(pod); p != nil {
+		pod = p.ID
+	}
+	return &podman.ContainerInfo{ID: c.id, Name: c.spec.Name, Labels: c.spec.Labels, Pod: pod, Created: c.created,
 		State: podman.ContainerState{Status: status, Running: c.running, ExitCode: map[bool]int{true: 0, false: 137}[c.running]}}, nil
 }
 
@@ -232,7 +269,7 @@ func (f *fakeEngine) kill(id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if c := f.find(id); c != nil {
-		c.running = false
+		c.running, c.started = false, true
 	}
 }
 

@@ -131,8 +131,8 @@ func summary(env *Environment, total time.Duration) string {
 	if len(ready) > 0 {
 		r = strings.Join(ready, ", ")
 	}
-	return fmt.Sprintf("cleanroom: %s: ready %s; containers started %d, reused %d, replaced %d, per-test %d; total %s",
-		packageName(), r, st.Started, st.Reused, st.Replaced, st.PerTest, total.Round(time.Millisecond))
+	return fmt.Sprintf("cleanroom: %s: ready %s; containers started %d, adopted %d, reused %d, replaced %d, per-test %d; total %s",
+		packageName(), r, st.Started, st.Adopted, st.Reused, st.Replaced, st.PerTest, total.Round(time.Millisecond))
 }
 
 func packageName() string {

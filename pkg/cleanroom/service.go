@@ -63,6 +63,16 @@ func (s Service) clone() Service {
 	return s
 }
 
+// with returns the definition completed for a pod whose services use
+// secret as their password.
+func (s *Service) with(secret string) *Service {
+	c := s.clone()
+	if c.build != nil {
+		c.build(&c, secret)
+	}
+	return &c
+}
+
 // definition is a stable text of everything that decides what the container
 // is, for the config hash label.
 func (s Service) definition() string {

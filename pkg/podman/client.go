@@ -12,7 +12,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/containers/common/pkg/config"
 	"github.com/containers/podman/v5/pkg/bindings"
@@ -293,4 +295,80 @@ func (c *Client) Version(ctx context.Context) (Version, error) {
 // Ping checks that the service still answers.
 func (c *Client) Ping(ctx context.Context) error {
 	return c.call(ctx, "ping podman", request{method: http.MethodGet, path: "/_ping"}, nil)
+}
+
+// Event is one entry of the engine's event log.
+type Event struct {
+	Type   string `json:"Type"`   // "pod", "container", "image", …
+	Action string `json:"Action"` // "create", "start", "remove", …
+	ID     string `json:"id"`
+	Time   int64  `json:"timeNano"`
+	Actor  struct {
+		ID         string            `json:"ID"`
+		Attributes map[string]string `json:"Attributes"` // name, podId, and a container's labels
+	} `json:"Actor"`
+}
+
+// Name is the object's name as the event reports it.
+func (e Event) Name() string { return e.Actor.Attributes["name"] }
+
+// Events returns the engine's events between since and until (the zero
+// until: now), oldest first.
+func (c *Client) Events(ctx context.Context, since, until time.Time) ([]Event, error) {
+	q := url.Values{"stream": {"false"}, "since": {strconv.FormatInt(since.Unix(), 10)}}
+	if !until.IsZero() {
+		q.Set("until", strconv.FormatInt(until.Unix()+1, 10))
+	}
+	resp, err := c.do(ctx, "read events", request{method: http.MethodGet, path: "/events", query: q})
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out []Event
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var e Event
+		if err := dec.Decode(&e); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return nil, fmt.Errorf("read events: %w", err)
+		}
+		if e.Time >= since.UnixNano() && (until.IsZero() || e.Time <= until.UnixNano()) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// Info is what the service says of its host.
+type Info struct {
+	Host struct {
+		Arch          string `json:"arch"`
+		CgroupVersion string `json:"cgroupVersion"`
+		CgroupManager string `json:"cgroupManager"`
+		OCIRuntime    struct {
+			Name    string `json:"name"`
+			Version string `json:"version"`
+		} `json:"ociRuntime"`
+		Security struct {
+			Rootless bool `json:"rootless"`
+		} `json:"security"`
+		EventLogger string `json:"eventLogger"`
+	} `json:"host"`
+	Store struct {
+		GraphDriverName string `json:"graphDriverName"`
+		GraphRoot       string `json:"graphRoot"`
+	} `json:"store"`
+	Version struct {
+		Version    string `json:"Version"`
+		APIVersion string `json:"APIVersion"`
+	} `json:"version"`
+}
+
+// Info asks the service about its host: runtime, cgroups, storage.
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	var i Info
+	err := c.call(ctx, "podman info", request{method: http.MethodGet, path: "/info"}, &i)
+	return i, err
 }

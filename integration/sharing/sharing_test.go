@@ -1,0 +1,257 @@
+// Package sharing checks, against the real engine and its event stream, that
+// all test processes of one run share one pod, that it goes away after the
+// last one — also when one is SIGKILLed — and that keep-warm keeps it.
+package sharing
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
+	"github.com/cleanroom-go/cleanroom/pkg/podman"
+)
+
+// victimEnv makes this test binary a test process that starts the suite's
+// services, says READY and then waits to be killed.
+const victimEnv = "CLEANROOM_TEST_VICTIM"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(victimEnv) != "" {
+		os.Exit(victim())
+	}
+	os.Exit(m.Run())
+}
+
+func victim() int {
+	cfg, err := cleanroom.LoadConfig("")
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	return cleanroom.Run(victimM{}, cfg, cleanroom.Postgres(), cleanroom.Redis())
+}
+
+type victimM struct{}
+
+func (victimM) Run() int {
+	env := cleanroom.Default()
+	for _, svc := range []string{"postgres", "redis"} {
+		if _, err := env.Get(context.Background(), svc); err != nil {
+			fmt.Println(err)
+			return 1
+		}
+	}
+	fmt.Println("READY")
+	time.Sleep(10 * time.Minute) // "in the middle of its tests"
+	return 0
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func connect(t *testing.T) *podman.Client {
+	t.Helper()
+	c, err := podman.Connect(context.Background(), podman.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// suiteEnv is the environment of a subprocess run in suite: its own, so
+// that nothing else of `make test` shares it.
+func suiteEnv(suite string, extra ...string) []string {
+	return append(append(os.Environ(), "CLEANROOM_SUITE="+suite), extra...)
+}
+
+func newSuite(prefix string) string { return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1e9) }
+
+// creations counts, from the engine's event stream since since, the pods
+// and service containers of suite that were created (pod name and service
+// name as keys).
+func creations(t *testing.T, c *podman.Client, suite string, since time.Time) map[string]int {
+	t.Helper()
+	evs, err := c.Events(context.Background(), since, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, e := range evs {
+		if e.Action != "create" {
+			continue
+		}
+		switch {
+		case e.Type == "pod" && strings.HasPrefix(e.Name(), "cleanroom-"+suite):
+			out["pod "+e.Name()]++
+		case e.Type == "container" && e.Actor.Attributes[cleanroom.LabelSuite] == suite && e.Actor.Attributes[cleanroom.LabelService] != "":
+			out["container "+e.Actor.Attributes[cleanroom.LabelService]]++
+		}
+	}
+	return out
+}
+
+// waitGone waits until nothing labelled with suite is left, failing after
+// limit.
+func waitGone(t *testing.T, c *podman.Client, suite string, limit time.Duration) {
+	t.Helper()
+	labels := map[string]string{cleanroom.LabelSuite: suite}
+	var pods []podman.PodSummary
+	var cts []podman.ContainerSummary
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var err error
+		if pods, err = c.ListPods(context.Background(), labels); err != nil {
+			t.Fatal(err)
+		}
+		if cts, err = c.ListContainers(context.Background(), labels); err != nil {
+			t.Fatal(err)
+		}
+		if len(pods) == 0 && len(cts) == 0 {
+			return
+		}
+	}
+	t.Errorf("suite %s: %d pods and %d containers still there after %s", suite, len(pods), len(cts), limit)
+	for _, p := range pods {
+		_ = c.RemovePod(context.Background(), p.ID)
+	}
+}
+
+// goTest runs `go test` on the example shop's packages.
+func goTest(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"test", "-count=1"}, append(args, "./examples/shop/...")...)...)
+	cmd.Dir = repoRoot(t)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go test %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func TestOneRunSharesOnePod(t *testing.T) {
+	c := connect(t)
+	// Build the packages first, so that -p 1 starts each one quickly.
+	goTest(t, os.Environ(), "-run", "^$")
+	for _, p := range []string{"4", "1"} {
+		t.Run("p"+p, func(t *testing.T) {
+			suite := newSuite("share-p" + p)
+			since := time.Now()
+			out := goTest(t, suiteEnv(suite, "CLEANROOM_SUMMARY=1"), "-v", "-p", p)
+			got := creations(t, c, suite, since)
+			want := map[string]int{"pod cleanroom-" + suite: 1, "container postgres": 1, "container redis": 1}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("created in the run of 3 packages with -p %s: %v; want %v\n%s", p, got, want, summaries(out))
+			}
+			waitGone(t, c, suite, cleanroom.DefaultGracePeriod+15*time.Second)
+		})
+	}
+}
+
+func summaries(out string) string {
+	var b strings.Builder
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "cleanroom:") {
+			b.WriteString(sc.Text() + "\n")
+		}
+	}
+	return b.String()
+}
+
+func TestSIGKILLedTestProcessLeavesNothing(t *testing.T) {
+	c := connect(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	suite := newSuite("sigkill")
+	env := suiteEnv(suite, victimEnv+"=1", "CLEANROOM_GRACE_PERIOD=1")
+	for i := range 10 {
+		cmd := exec.Command(exe)
+		cmd.Env = env
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ready := make(chan string, 1)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			var lines []string
+			for sc.Scan() {
+				if sc.Text() == "READY" {
+					ready <- ""
+				}
+				lines = append(lines, sc.Text())
+			}
+			ready <- strings.Join(lines, "\n")
+		}()
+		select {
+		case msg := <-ready:
+			if msg != "" {
+				t.Fatalf("run %d: the victim ended before it was ready:\n%s", i, msg)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("run %d: the victim never got ready", i)
+		}
+		if pods, _ := c.ListPods(context.Background(), map[string]string{cleanroom.LabelSuite: suite}); len(pods) != 1 {
+			t.Fatalf("run %d: %d pods while the victim runs, want 1", i, len(pods))
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		waitGone(t, c, suite, 15*time.Second)
+	}
+
+	// A following run is green and leaves nothing either.
+	since := time.Now()
+	goTest(t, suiteEnv(suite, "CLEANROOM_GRACE_PERIOD=1"))
+	if got := creations(t, c, suite, since); got["pod cleanroom-"+suite] != 1 {
+		t.Errorf("the following run created %v", got)
+	}
+	waitGone(t, c, suite, 15*time.Second)
+}
+
+func TestKeepWarmSecondRunCreatesNothing(t *testing.T) {
+	c := connect(t)
+	suite := newSuite("warm")
+	env := suiteEnv(suite, "CLEANROOM_KEEP_WARM=120", "CLEANROOM_GRACE_PERIOD=1", "CLEANROOM_SUMMARY=1")
+	t.Cleanup(func() {
+		// Keep-warm would leave it for two minutes: not after a test.
+		_ = c.RemovePod(context.Background(), "cleanroom-"+suite)
+		waitGone(t, c, suite, 10*time.Second)
+	})
+	goTest(t, env)
+	time.Sleep(2 * time.Second) // past the grace period: only keep-warm holds the pod now
+	if pods, _ := c.ListPods(context.Background(), map[string]string{cleanroom.LabelSuite: suite}); len(pods) != 1 {
+		t.Fatalf("%d pods kept warm, want 1", len(pods))
+	}
+	since := time.Now()
+	out := goTest(t, env, "-v")
+	if got := creations(t, c, suite, since); len(got) != 0 {
+		t.Errorf("the second run created %v; want nothing\n%s", got, summaries(out))
+	}
+	sum := summaries(out)
+	if n := strings.Count(sum, "cleanroom:"); n != 3 || strings.Count(sum, "started 0, adopted") != n {
+		t.Errorf("every package of the second run must adopt, none start:\n%s", sum)
+	}
+}

@@ -1,0 +1,33 @@
+//go:build !unix
+
+package cleanroom
+
+import (
+	"errors"
+	"os"
+	"syscall"
+	"time"
+)
+
+// Without flock(2), test processes cannot share a pod safely: each process
+// keeps its own pod and removes it in Close.
+
+func lockDir() (string, error) {
+	return "", errors.New("sharing a pod across test processes needs flock(2), which this platform lacks")
+}
+
+type leaseFiles struct{ dir, pod string }
+
+func (l leaseFiles) reaperLog() string                   { return "" }
+func (l leaseFiles) withSuiteLock(fn func() error) error { return fn() }
+func (l leaseFiles) register(string) (*os.File, error)   { return nil, errors.New("not supported") }
+func (l leaseFiles) scan() (live, dead []string)         { return nil, nil }
+func (l leaseFiles) reaperAlive() bool                   { return false }
+func (l leaseFiles) idleSince() time.Time                { return time.Time{} }
+func (l leaseFiles) setIdle(time.Time)                   {}
+func (l leaseFiles) holdReaperLock() (*os.File, error)   { return nil, errors.New("not supported") }
+func detach() *syscall.SysProcAttr                       { return nil }
+
+func (l leaseFiles) tidy(bool) {}
+
+const leasesSupported = false

@@ -1,0 +1,209 @@
+//go:build unix
+
+package cleanroom
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Leases are files under the lock directory, held with flock(2): the kernel
+// releases a lock when its process dies, however it dies (exit, panic,
+// -timeout, Ctrl-C, SIGKILL). For a suite pod P:
+//
+//	P.lock           the suite's mutex: held briefly to register a lease,
+//	                 and by the reaper while it decides and removes
+//	P.leases/<run>   one file per test process, locked for its lifetime
+//	P.reaper         held by the suite's reaper for its lifetime
+//	P.idle           when the last lease went (keep-warm bookkeeping)
+//	P.reaper.log     the reaper's output
+
+// lockDir is the per-user directory of lease files.
+func lockDir() (string, error) {
+	var dir string
+	if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
+		dir = filepath.Join(rt, "cleanroom")
+	} else {
+		dir = filepath.Join(os.TempDir(), "cleanroom-"+strconv.Itoa(os.Getuid()))
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("lease directory: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return "", fmt.Errorf("lease directory: %w", err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+		return "", fmt.Errorf("lease directory %s belongs to uid %d, not to this user", dir, st.Uid)
+	}
+	return dir, nil
+}
+
+// leaseFiles names a suite's lock files.
+type leaseFiles struct{ dir, pod string }
+
+func (l leaseFiles) suiteLock() string  { return filepath.Join(l.dir, l.pod+".lock") }
+func (l leaseFiles) reaperLock() string { return filepath.Join(l.dir, l.pod+".reaper") }
+func (l leaseFiles) leaseDir() string   { return filepath.Join(l.dir, l.pod+".leases") }
+func (l leaseFiles) idleFile() string   { return filepath.Join(l.dir, l.pod+".idle") }
+func (l leaseFiles) reaperLog() string  { return filepath.Join(l.dir, l.pod+".reaper.log") }
+
+// flockFile opens (creating) path and locks it; nb makes it not wait.
+// It returns nil, nil when nb is set and someone else holds the lock. A
+// lock file may be removed by its last user (the reaper tidies up), so
+// after locking it checks that the path still names the locked file, and
+// starts over when not.
+func flockFile(path string, how int, nb bool) (*os.File, error) {
+	if nb {
+		how |= syscall.LOCK_NB
+	}
+	for {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		for {
+			err = syscall.Flock(int(f.Fd()), how)
+			if !errors.Is(err, syscall.EINTR) {
+				break
+			}
+		}
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, nil
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if sameFile(f, path) {
+			return f, nil
+		}
+		f.Close() // removed (and maybe made anew) while we waited
+	}
+}
+
+func sameFile(f *os.File, path string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(path)
+	return err == nil && os.SameFile(a, b)
+}
+
+// tidy removes the suite's lock files once its pod is gone; called by the
+// reaper holding the suite lock and the reaper lock, so that no process is
+// registered and none can be until they are released.
+func (l leaseFiles) tidy(keepLog bool) {
+	_ = os.Remove(l.leaseDir()) // only when empty
+	_ = os.Remove(l.idleFile())
+	if !keepLog {
+		_ = os.Remove(l.reaperLog())
+	}
+	_ = os.Remove(l.reaperLock())
+	_ = os.Remove(l.suiteLock())
+}
+
+// withSuiteLock runs fn holding the suite's mutex.
+func (l leaseFiles) withSuiteLock(fn func() error) error {
+	f, err := flockFile(l.suiteLock(), syscall.LOCK_EX, false)
+	if err != nil {
+		return err
+	}
+	defer f.Close() // closing releases the lock
+	return fn()
+}
+
+// register creates and locks the lease file of run; the returned file must
+// stay open for as long as the lease is held. Call with the suite lock.
+func (l leaseFiles) register(run string) (*os.File, error) {
+	if err := os.MkdirAll(l.leaseDir(), 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(l.leaseDir(), run)
+	f, err := flockFile(path, syscall.LOCK_EX, true)
+	if err != nil {
+		return nil, err
+	}
+	if f == nil {
+		return nil, fmt.Errorf("lease %s is held by another process", path)
+	}
+	_ = f.Truncate(0)
+	_, _ = fmt.Fprintf(f, "pid %d\nstarted %s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+	return f, nil
+}
+
+// scan returns the runs whose lease is held by a live process, and removes
+// the lease files of dead ones (returned too). Our own lease, held through
+// another open file, counts as live.
+func (l leaseFiles) scan() (live, dead []string) {
+	entries, err := os.ReadDir(l.leaseDir())
+	if err != nil {
+		return nil, nil
+	}
+	for _, e := range entries {
+		path := filepath.Join(l.leaseDir(), e.Name())
+		f, err := flockFile(path, syscall.LOCK_EX, true)
+		switch {
+		case err != nil:
+			live = append(live, e.Name()) // cannot tell: assume alive
+		case f == nil:
+			live = append(live, e.Name())
+		default:
+			os.Remove(path)
+			f.Close()
+			dead = append(dead, e.Name())
+		}
+	}
+	return live, dead
+}
+
+// reaperAlive reports whether a reaper holds the suite's reaper lock.
+func (l leaseFiles) reaperAlive() bool {
+	f, err := flockFile(l.reaperLock(), syscall.LOCK_EX, true)
+	if err != nil || f == nil {
+		return err == nil
+	}
+	f.Close()
+	return false
+}
+
+// idleSince reads when the suite went idle; zero when unknown.
+func (l leaseFiles) idleSince() time.Time {
+	b, err := os.ReadFile(l.idleFile())
+	if err != nil {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+func (l leaseFiles) setIdle(t time.Time) {
+	if t.IsZero() {
+		os.Remove(l.idleFile())
+		return
+	}
+	_ = os.WriteFile(l.idleFile(), []byte(t.UTC().Format(time.RFC3339Nano)+"\n"), 0o600)
+}
+
+// detach makes a spawned reaper independent of the test process: its own
+// session, so that neither Ctrl-C nor the end of `go test` reaches it.
+func detach() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setsid: true} }
+
+const leasesSupported = true
+
+// holdReaperLock takes the reaper lock for the caller's lifetime; nil, nil
+// when another reaper holds it.
+func (l leaseFiles) holdReaperLock() (*os.File, error) {
+	return flockFile(l.reaperLock(), syscall.LOCK_EX, true)
+}

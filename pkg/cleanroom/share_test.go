@@ -1,0 +1,126 @@
+package cleanroom
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cleanroom-go/cleanroom/pkg/podman"
+)
+
+// twoProcesses builds two environments of one suite on one engine: two
+// test processes of `go test ./...`, as far as the engine can tell.
+func twoProcesses(t *testing.T, f *fakeEngine, opts ...Option) (*Environment, *Environment) {
+	t.Helper()
+	var envs []*Environment
+	for range 2 {
+		e, err := newEnvironment(Config{Suite: "shop"}.withDefaults(), f, []Service{Generic("web", "example.com/web:1", append([]Option{Port(8080), Ready(running(f))}, opts...)...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		envs = append(envs, e)
+	}
+	return envs[0], envs[1]
+}
+
+func TestSecondProcessAdoptsPodAndContainer(t *testing.T) {
+	f := newFakeEngine()
+	a, b := twoProcesses(t, f)
+	ca, err := a.Get(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := b.Get(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca.ID != cb.ID || ca.PodID != cb.PodID || ca.Addr(8080) != cb.Addr(8080) {
+		t.Errorf("the second process got %+v, the first %+v; want the same container", cb, ca)
+	}
+	if ca.secret != cb.secret || ca.secret == "" {
+		t.Errorf("secrets %q and %q: the adopter must use the creator's", ca.secret, cb.secret)
+	}
+	if created, pods, _ := f.counts(); created != 1 || pods != 1 {
+		t.Errorf("%d containers in %d pods, want 1 in 1", created, pods)
+	}
+	if sa, sb := a.Stats(), b.Stats(); sa.Started != 1 || sb.Started != 0 || sb.Adopted != 1 {
+		t.Errorf("stats: creator %+v, adopter %+v", sa, sb)
+	}
+	if a.podName != "cleanroom-shop" {
+		t.Errorf("pod name %s, want cleanroom-shop", a.podName)
+	}
+}
+
+func TestConcurrentProcessesCreateOnce(t *testing.T) {
+	f := newFakeEngine()
+	f.startDelay = 30 * time.Millisecond
+	a, b := twoProcesses(t, f)
+	var wg sync.WaitGroup
+	ids := make([]string, 2)
+	for i, e := range []*Environment{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := e.Get(context.Background(), "web")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = c.ID
+		}()
+	}
+	wg.Wait()
+	if ids[0] != ids[1] {
+		t.Errorf("two processes got %v", ids)
+	}
+	if created, pods, _ := f.counts(); created != 1 || pods != 1 {
+		t.Errorf("%d containers in %d pods, want 1 in 1", created, pods)
+	}
+}
+
+func TestDeadSuiteContainerIsReplacedByTheNextProcess(t *testing.T) {
+	f := newFakeEngine()
+	a, b := twoProcesses(t, f)
+	first, err := a.Get(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.kill(first.ID)
+	second, err := b.Get(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.ID == first.ID {
+		t.Error("a dead container was adopted")
+	}
+}
+
+func TestAdoptionRefusesAnotherDefinition(t *testing.T) {
+	f := newFakeEngine()
+	a, _ := twoProcesses(t, f)
+	if _, err := a.Get(context.Background(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	other, err := newEnvironment(Config{Suite: "shop"}.withDefaults(), f, []Service{Generic("web", "example.com/web:2", Port(8080), Ready(running(f)))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = other.Get(context.Background(), "web")
+	if err == nil || !strings.Contains(err.Error(), "another definition") || !strings.Contains(err.Error(), "CLEANROOM_SUITE") {
+		t.Errorf("adopting a container of another definition: %v", err)
+	}
+}
+
+func TestForeignPodIsNotAdopted(t *testing.T) {
+	f := newFakeEngine()
+	if _, err := f.CreatePod(context.Background(), podman.PodSpec{Name: "cleanroom-shop", Labels: map[string]string{"app": "mine"}}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := twoProcesses(t, f)
+	_, err := a.Get(context.Background(), "web")
+	if err == nil || !strings.Contains(err.Error(), "is not this suite's") || !strings.Contains(err.Error(), "podman pod rm -f cleanroom-shop") {
+		t.Errorf("a pod of ours by name but not by labels: %v", err)
+	}
+}
