@@ -1,11 +1,14 @@
-// Command cleanroom inspects and cleans up what Cleanroom leaves on a Podman
-// engine.
+// Command cleanroom shows and cleans up what Cleanroom runs on a Podman
+// engine, and checks that the engine is fit for it.
 //
-//	go run github.com/cleanroom-go/cleanroom/cmd/cleanroom clean [--dry-run]
+//	go run github.com/cleanroom-go/cleanroom/cmd/cleanroom ps
+//	go run github.com/cleanroom-go/cleanroom/cmd/cleanroom gc [--all] [--dry-run]
+//	go run github.com/cleanroom-go/cleanroom/cmd/cleanroom doctor
 //	go run github.com/cleanroom-go/cleanroom/cmd/cleanroom version
 //
-// It finds the engine the way the library does: CONTAINER_HOST, the default
-// connection of containers.conf, then the rootless and rootful sockets.
+// It finds the engine the way the library does: --url, CLEANROOM_CONNECTION,
+// CONTAINER_HOST, the default connection of containers.conf, then the
+// rootless and rootful sockets.
 package main
 
 import (
@@ -16,22 +19,34 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
+	"slices"
+	"sort"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
 
+	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
 const usage = `usage: cleanroom <command> [flags]
 
 commands:
-  clean [--dry-run] [--url URI]   remove every pod and container labelled io.cleanroom.managed
-                                  (nothing without that label is touched)
-  version                         print the version of this program
+  ps                          suites, pods, services, ages, leases and ports
+  gc [--all] [--dry-run]      remove stale cleanroom pods: no test process or reaper
+                              holds them (--all: every object labelled io.cleanroom.managed);
+                              nothing without that label is ever touched
+  clean [--dry-run]           the same as gc --all
+  doctor                      check the engine, runtime, limits and images; exit 1 on problems
+  version                     print the version
+
+flags of every command:
+  --url URI                   the Podman service (default: as the library finds it)
 `
 
 func main() {
@@ -47,55 +62,160 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	switch args[0] {
-	case "clean":
-		return cmdClean(ctx, args[1:], stdout, stderr)
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	uri := fs.String("url", os.Getenv("CLEANROOM_CONNECTION"), "Podman service URI")
+	dry := fs.Bool("dry-run", false, "list what would be removed, remove nothing")
+	all := fs.Bool("all", false, "every object labelled io.cleanroom.managed, stale or not")
+	switch cmd {
 	case "version":
-		fmt.Fprintln(stdout, "cleanroom", version())
+		fmt.Fprintf(stdout, "cleanroom %s (%s, %s, %s/%s)\n", cleanroom.Version, buildRevision(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
+	case "ps", "gc", "clean", "doctor":
 	default:
-		fmt.Fprintf(stderr, "cleanroom: unknown command %q\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "cleanroom: unknown command %q\n%s", cmd, usage)
 		return 2
 	}
-}
-
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
-}
-
-func cmdClean(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("clean", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dry := fs.Bool("dry-run", false, "list what would be removed, remove nothing")
-	uri := fs.String("url", "", "Podman service URI (default: as the library finds it)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
+	if cmd == "doctor" {
+		return doctor(ctx, *uri, stdout)
+	}
 	c, err := podman.Connect(ctx, podman.Options{URI: *uri})
 	if err != nil {
-		fmt.Fprintf(stderr, "cleanroom clean: %v\n", err)
+		fmt.Fprintf(stderr, "cleanroom %s: %v\n", cmd, err)
 		return 1
 	}
 	defer c.Close()
-	if err := clean(ctx, c, *dry, stdout); err != nil {
-		fmt.Fprintf(stderr, "cleanroom clean: %v\n", err)
+	switch cmd {
+	case "ps":
+		err = ps(ctx, c, stdout)
+	case "clean":
+		err = gc(ctx, c, true, *dry, stdout)
+	default:
+		err = gc(ctx, c, *all, *dry, stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cleanroom %s: %v\n", cmd, err)
 		return 1
 	}
 	return 0
 }
 
-// clean removes every managed pod (with its containers), then every managed
-// container outside a pod. It reports each object and aggregates failures.
-func clean(ctx context.Context, c *podman.Client, dry bool, out io.Writer) error {
-	managed := map[string]string{podman.LabelManaged: "true"}
+func buildRevision() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "revision " + s.Value[:12]
+			}
+		}
+		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			return "module " + bi.Main.Version
+		}
+	}
+	return "development build"
+}
+
+var managed = map[string]string{podman.LabelManaged: "true"}
+
+// ps prints one row per pod: its suite, services, age, leases and ports.
+func ps(ctx context.Context, c *podman.Client, out io.Writer) error {
+	pods, err := c.ListPods(ctx, managed)
+	if err != nil {
+		return err
+	}
+	cts, err := c.ListContainers(ctx, managed)
+	if err != nil {
+		return err
+	}
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SUITE\tPOD\tROLE\tSERVICES\tAGE\tLEASES\tPORTS")
+	for _, p := range pods {
+		var services []string
+		for _, ct := range cts {
+			if ct.Pod == p.ID && !ct.IsInfra {
+				name := ct.Labels[cleanroom.LabelService]
+				if name == "" {
+					name = strings.Join(ct.Names, ",")
+				}
+				services = append(services, name+"("+ct.State+")")
+			}
+		}
+		sort.Strings(services)
+		ports := "-"
+		if info, err := c.InspectPod(ctx, p.ID); err == nil {
+			var ps []string
+			for k, a := range info.Ports {
+				ps = append(ps, fmt.Sprintf("%s→%s:%d", k, a.IP, a.Port))
+			}
+			sort.Strings(ps)
+			if len(ps) > 0 {
+				ports = strings.Join(ps, " ")
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(p.Labels[cleanroom.LabelSuite]), p.Name, orDash(p.Labels[cleanroom.LabelRole]),
+			orDash(strings.Join(services, " ")), age(p.Created), leases(p), ports)
+	}
+	if len(pods) == 0 {
+		fmt.Fprintln(w, "(no cleanroom pods)")
+	}
+	return w.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func age(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String()
+}
+
+// leases describes who holds a pod: live test processes, the reaper, or
+// an idle time.
+func leases(p podman.PodSummary) string {
+	if h := p.Labels[cleanroom.LabelHost]; h != "" {
+		if me, _ := os.Hostname(); h != me {
+			return "on " + h
+		}
+	}
+	if p.Labels[cleanroom.LabelRole] != "suite" {
+		st := cleanroom.Leases("cleanroom-" + p.Labels[cleanroom.LabelSuite])
+		if slices.Contains(st.Live, p.Labels[cleanroom.LabelRun]) {
+			return "its process"
+		}
+		return "none (stale)"
+	}
+	st := cleanroom.Leases(p.Name)
+	switch {
+	case !st.Known:
+		return "unknown"
+	case len(st.Live) > 0:
+		return fmt.Sprintf("%d process(es)", len(st.Live))
+	case st.Reaper && !st.IdleSince.IsZero():
+		return "idle " + time.Since(st.IdleSince).Round(time.Second).String()
+	case st.Reaper:
+		return "reaper only"
+	}
+	return "none (stale)"
+}
+
+// gc removes stale pods (all managed pods and containers with all), and
+// reports each object; failures are aggregated.
+func gc(ctx context.Context, c *podman.Client, all, dry bool, out io.Writer) error {
 	verb := "removed"
 	if dry {
 		verb = "would remove"
@@ -108,13 +228,24 @@ func clean(ctx context.Context, c *podman.Client, dry bool, out io.Writer) error
 	inPod := map[string]bool{}
 	for _, p := range pods {
 		inPod[p.ID] = true
+		why := "--all"
+		if !all {
+			stale, reason := cleanroom.Stale(p, 0)
+			if !stale {
+				continue
+			}
+			why = reason
+		}
 		if !dry {
 			if err := c.RemovePod(ctx, p.ID); err != nil && !errors.Is(err, podman.ErrNotFound) {
 				result = multierror.Append(result, err)
 				continue
 			}
 		}
-		fmt.Fprintf(out, "%s pod %s (%d containers)\n", verb, p.Name, len(p.Containers))
+		fmt.Fprintf(out, "%s pod %s (%d containers; %s)\n", verb, p.Name, len(p.Containers), why)
+	}
+	if !all {
+		return result.ErrorOrNil()
 	}
 	cts, err := c.ListContainers(ctx, managed)
 	if err != nil {

@@ -1,0 +1,160 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
+	"github.com/cleanroom-go/cleanroom/pkg/podman"
+)
+
+var (
+	cliOnce sync.Once
+	cliPath string
+	cliErr  error
+)
+
+// cli builds cmd/cleanroom once per test binary.
+func cli(t *testing.T) string {
+	t.Helper()
+	cliOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cleanroom-cli-")
+		if err != nil {
+			cliErr = err
+			return
+		}
+		cliPath = filepath.Join(dir, "cleanroom")
+		out, err := exec.Command("go", "build", "-o", cliPath, "../cmd/cleanroom").CombinedOutput()
+		if err != nil {
+			cliErr = err
+			t.Logf("%s", out)
+		}
+	})
+	if cliErr != nil {
+		t.Fatalf("build cmd/cleanroom: %v", cliErr)
+	}
+	return cliPath
+}
+
+func runCLI(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(cli(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("cleanroom %v: %v", args, err)
+		}
+		code = ee.ExitCode()
+	}
+	return string(out), code
+}
+
+func TestDoctor(t *testing.T) {
+	t.Parallel()
+	out, code := runCLI(t, nil, "doctor")
+	if code != 0 || !strings.HasSuffix(strings.TrimSpace(out), "healthy") {
+		t.Errorf("doctor on this machine (exit %d):\n%s", code, out)
+	}
+	for _, want := range []string{"socket unix://", "OCI runtime", "image " + postgresImage} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor does not report %q:\n%s", want, out)
+		}
+	}
+
+	out, code = runCLI(t, []string{"CONTAINER_HOST=unix:///nonexistent/podman.sock"}, "doctor")
+	if code != 1 || !strings.Contains(out, "PROBLEM  no Podman API service answers") || !strings.Contains(out, "podman system service --time=0 unix:///nonexistent/podman.sock") {
+		t.Errorf("doctor against a dead socket (exit %d):\n%s", code, out)
+	}
+
+	out, code = runCLI(t, []string{"CLEANROOM_POSTGRES_IMAGE=localhost/cleanroom/none:0"}, "doctor")
+	if code != 1 || !strings.Contains(out, "image localhost/cleanroom/none:0 (postgres) is not in the engine's store") {
+		t.Errorf("doctor with a missing image (exit %d):\n%s", code, out)
+	}
+}
+
+func TestPSShowsSuitesAndLeases(t *testing.T) {
+	t.Parallel()
+	env, _ := newEnv(t, cleanroom.Config{}, cleanroom.Redis())
+	c, err := env.Get(context.Background(), "redis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, code := runCLI(t, nil, "ps")
+	if code != 0 {
+		t.Fatalf("ps (exit %d):\n%s", code, out)
+	}
+	var row string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, c.PodName+" ") {
+			row = line
+		}
+	}
+	for _, want := range []string{env.Suite(), "suite", "redis(running)", "1 process(es)", "6379/tcp→127.0.0.1:"} {
+		if !strings.Contains(row, want) {
+			t.Errorf("ps row of %s does not say %q:\n%s", c.PodName, want, out)
+		}
+	}
+	if out, _ := runCLI(t, nil, "version"); !strings.HasPrefix(out, "cleanroom "+cleanroom.Version) {
+		t.Errorf("version: %s", out)
+	}
+}
+
+func TestGCRemovesStaleOnlyAndNeverUnlabelled(t *testing.T) {
+	t.Parallel()
+	uri := privateEngine(t)
+	ctx := context.Background()
+	c, err := podman.Connect(ctx, podman.Options{URI: uri})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	me, _ := os.Hostname()
+	// A suite pod nobody holds (its suite has no lease files here), a
+	// per-test pod of a process that is gone, and one made on another host.
+	for _, spec := range []podman.PodSpec{
+		{Name: "cleanroom-gone", Labels: map[string]string{cleanroom.LabelSuite: "gone", cleanroom.LabelRole: "suite", cleanroom.LabelHost: me}},
+		{Name: "cleanroom-gone-dead0001-t1", Labels: map[string]string{cleanroom.LabelSuite: "gone", cleanroom.LabelRole: "per-test", cleanroom.LabelRun: "dead0001", cleanroom.LabelHost: me}},
+		{Name: "cleanroom-elsewhere", Labels: map[string]string{cleanroom.LabelSuite: "elsewhere", cleanroom.LabelRole: "suite", cleanroom.LabelHost: "another-host"}},
+	} {
+		if _, err := c.CreatePod(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{
+		{"pod", "create", "--name", "decoy-pod"},
+		{"create", "--name", "decoy-container", busyboxImage},
+	} {
+		if out, err := exec.Command("podman", append([]string{"--url", uri}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("podman %v: %v\n%s", args, err, out)
+		}
+	}
+
+	out, code := runCLI(t, nil, "gc", "--url", uri)
+	if code != 0 {
+		t.Fatalf("gc (exit %d):\n%s", code, out)
+	}
+	got := names(t, c)
+	want := []string{"cleanroom-elsewhere", "decoy-container", "decoy-pod"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("after gc: %v, want %v\n%s", got, want, out)
+	}
+
+	out, code = runCLI(t, nil, "gc", "--all", "--dry-run", "--url", uri)
+	if code != 0 || !strings.Contains(out, "would remove pod cleanroom-elsewhere") || strings.Contains(out, "decoy") {
+		t.Errorf("gc --all --dry-run (exit %d):\n%s", code, out)
+	}
+	if out, code = runCLI(t, nil, "gc", "--all", "--url", uri); code != 0 {
+		t.Fatalf("gc --all (exit %d):\n%s", code, out)
+	}
+	if got := names(t, c); strings.Join(got, " ") != "decoy-container decoy-pod" {
+		t.Errorf("after gc --all: %v; the unlabelled decoys must survive, nothing else", got)
+	}
+}

@@ -1,0 +1,70 @@
+package cleanroom
+
+import (
+	"os"
+	"slices"
+	"time"
+
+	"github.com/cleanroom-go/cleanroom/pkg/podman"
+)
+
+// LeaseStatus is what this machine's lease files say of a pod: for the
+// cleanroom CLI (ps, gc).
+type LeaseStatus struct {
+	Known     bool      // lease files of the pod's suite exist on this machine
+	Live      []string  // runs (test processes) holding a lease now
+	Reaper    bool      // a reaper watches the suite
+	IdleSince time.Time // when the last lease went, if the reaper noted it
+}
+
+// Leases reports the lease state of the suite pod named pod.
+func Leases(pod string) LeaseStatus {
+	dir, err := lockDir()
+	if err != nil {
+		return LeaseStatus{}
+	}
+	files := leaseFiles{dir: dir, pod: pod}
+	if _, err := os.Stat(files.suiteLock()); err != nil {
+		return LeaseStatus{}
+	}
+	st := LeaseStatus{Known: true, Reaper: files.reaperAlive(), IdleSince: files.idleSince()}
+	_ = files.withSuiteLock(func() error {
+		st.Live, _ = files.scan()
+		return nil
+	})
+	return st
+}
+
+// Stale says whether a managed pod is left over: no test process of its
+// suite on this machine holds a lease and no reaper watches it (for a
+// suite pod), or the process it was made for is gone (per-test and
+// late-service pods). Pods made on other hosts are never judged stale
+// here. keepWarm protects an idle suite pod that recently went idle.
+func Stale(p podman.PodSummary, keepWarm time.Duration) (bool, string) {
+	if p.Labels[podman.LabelManaged] != "true" {
+		return false, "not a cleanroom pod"
+	}
+	if h := p.Labels[LabelHost]; h != "" && h != hostname() {
+		return false, "made on host " + h
+	}
+	suitePod := "cleanroom-" + p.Labels[LabelSuite]
+	st := Leases(suitePod)
+	if p.Labels[LabelRole] != "suite" {
+		if slices.Contains(st.Live, p.Labels[LabelRun]) {
+			return false, "its test process is running"
+		}
+		return true, "its test process is gone"
+	}
+	switch {
+	case st.Reaper:
+		return false, "its reaper watches it"
+	case len(st.Live) > 0:
+		return false, "test processes use it"
+	case keepWarm > 0 && !st.IdleSince.IsZero() && time.Since(st.IdleSince) < keepWarm:
+		return false, "kept warm"
+	}
+	return true, "no test process or reaper holds it"
+}
+
+// LockDir is the directory of this user's lease files.
+func LockDir() (string, error) { return lockDir() }
