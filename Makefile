@@ -16,7 +16,7 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v -e /integration -e /examples/shop)
 INTEGRATION_PKGS = ./integration/... ./examples/shop/...
 TEST_FLAGS ?= -race -count=1
 
-.PHONY: help setup images test demo bench clean fmt-check vet build-guard unit integration check-leaks
+.PHONY: help setup images test demo bench clean fmt-check vet build-guard unit integration check-leaks rootless
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,7 +35,7 @@ bench: images ## the benchmarks: warm attach (cached, probed), cold start, per-t
 	$(GO) test -run '^$$' -bench ColdStart -benchtime 5x ./integration/
 	$(GO) test -run '^$$' -bench Isolation -benchtime 200x ./integration/isolation/
 
-test: images fmt-check vet build-guard unit integration check-leaks ## all checks and tests, as CI runs them
+test: images fmt-check vet build-guard unit integration check-leaks rootless ## all checks and tests, as CI runs them
 	@echo "make test: all green"
 
 fmt-check:
@@ -53,6 +53,12 @@ unit:
 
 integration: images
 	$(GO) test $(TEST_FLAGS) $(INTEGRATION_PKGS)
+
+# As root, the integration suite runs a second time as ROOTLESS_USER on that
+# user's rootless Podman; as any other user, make test is rootless already.
+ROOTLESS_USER ?= cleanroom-rl
+rootless: ## the integration suite again, as an unprivileged user on rootless Podman (when run as root)
+	@if [ "$$(id -u)" = 0 ]; then scripts/rootless-test.sh $(ROOTLESS_USER); fi
 
 check-leaks: ## fail if any cleanroom pod or container is left (after the reapers' grace period)
 	@$(GO) build -o bin/cleanroom ./cmd/cleanroom; \

@@ -25,9 +25,30 @@ die() { printf 'build-images: error: %s\n' "$*" >&2; exit 1; }
 top=$(cd "$(dirname "$0")/.." && pwd)
 self=$top/scripts/build-images.sh
 
+command -v podman >/dev/null || die "podman is not installed; run scripts/setup-podman.sh first"
+
+# recipe_hash DIR: content hash of the recipe directory (names, modes, bytes)
+# and of this script.
+recipe_hash() {
+	(
+		cd "$1"
+		find . -type f -print0 | LC_ALL=C sort -z |
+			xargs -0 -n1 sh -c 'printf "%s %s " "$0" "$(stat -c %a "$0")"; sha256sum <"$0"'
+		sha256sum <"$self"
+	) | sha256sum | cut -c1-32
+}
+
 if [ "$(id -u)" -ne 0 ] && [ "${1:-}" != --customize ]; then
-	# Rootless: build in the rootful store (mmdebstrap needs root), then copy
-	# each image into this user's store when it differs there.
+	# Rootless: nothing to do when this user's store has every image at its
+	# recipe's hash; otherwise build in the rootful store (mmdebstrap needs
+	# root) and copy each image into this user's store.
+	current=1
+	for recipe in "$top"/images/*/recipe.sh; do
+		img=$(. "$recipe"; echo "$IMAGE")
+		have=$(podman image inspect --format '{{index .Labels "io.cleanroom.recipe"}}' "$img" 2>/dev/null || true)
+		[ "$have" = "$(recipe_hash "$(dirname "$recipe")")" ] || current=0
+	done
+	[ $current = 1 ] && [ "${CLEANROOM_REBUILD:-}" != 1 ] && exit 0
 	command -v sudo >/dev/null || die "building images needs root; run: su -c '$self'"
 	sudo "$self" "$@"
 	for recipe in "$top"/images/*/recipe.sh; do
@@ -41,7 +62,7 @@ if [ "$(id -u)" -ne 0 ] && [ "${1:-}" != --customize ]; then
 	done
 	exit 0
 fi
-command -v podman >/dev/null || die "podman is not installed; run scripts/setup-podman.sh first"
+
 if ! command -v mmdebstrap >/dev/null || [ ! -e /usr/share/keyrings/debian-archive-keyring.gpg ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq >/dev/null 2>&1 || die "apt-get update failed (run it to see why)"
@@ -49,17 +70,6 @@ if ! command -v mmdebstrap >/dev/null || [ ! -e /usr/share/keyrings/debian-archi
 		die "apt-get install mmdebstrap debian-archive-keyring failed (run it to see why)"
 	say "installed mmdebstrap debian-archive-keyring"
 fi
-
-# recipe_hash DIR: content hash of the recipe directory (names, modes, bytes)
-# and of this script.
-recipe_hash() {
-	(
-		cd "$1"
-		find . -type f -print0 | LC_ALL=C sort -z |
-			xargs -0 -n1 sh -c 'printf "%s %s " "$0" "$(stat -c %a "$0")"; sha256sum <"$0"'
-		sha256sum <"$self"
-	) | sha256sum | cut -c1-32
-}
 
 build() {
 	local dir=$1 name IMAGE SUITE INCLUDE EXCLUDE USERS CHANGES

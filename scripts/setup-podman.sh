@@ -16,9 +16,23 @@
 # As any other user it installs nothing: it checks the rootless API socket and
 # says exactly what to run when none answers.
 #
+# With --rootless-user NAME (as root), it also prepares NAME to run the tests
+# against NAME's own rootless Podman service: creates the user, subordinate
+# ids, /dev/net/tun access, XDG_RUNTIME_DIR, overlay storage, runc and
+# cgroupfs, starts the user's API service and copies the local images into
+# the user's store (make test runs the integration suite as that user).
+#
 # Environment:
 #   CLEANROOM_PODMAN_SOCKET  rootful socket path (default /run/podman/podman.sock)
 set -euo pipefail
+
+rootless_user=""
+while [ $# -gt 0 ]; do
+	case $1 in
+	--rootless-user) rootless_user=${2:?--rootless-user needs a user name}; shift 2 ;;
+	*) echo "usage: $0 [--rootless-user NAME]" >&2; exit 2 ;;
+	esac
+done
 
 say() { printf 'setup-podman: %s\n' "$*"; }
 join() { local sep=$1 out=$2; shift 2; for x in "$@"; do out+=$sep$x; done; printf '%s' "$out"; }
@@ -202,4 +216,79 @@ if ! out=$("${remote[@]}" run --rm --pull=never "$trial" echo cleanroom-trial-ok
 	[ "$out" != cleanroom-trial-ok ]; then
 	die "the trial container failed: $out
   check: podman info; the OCI runtime (runc on cgroup v1 hosts); $conf; $log_dir/podman-service.log"
+fi
+
+# 5. A rootless test user, when asked for.
+[ -n "$rootless_user" ] || exit 0
+u=$rootless_user
+if ! id "$u" >/dev/null 2>&1; then
+	useradd --create-home --shell /bin/bash "$u"
+	say "created user $u for the rootless test run"
+fi
+uid=$(id -u "$u")
+home=$(getent passwd "$u" | cut -d: -f6)
+for f in /etc/subuid /etc/subgid; do
+	if ! grep -q "^$u:" "$f" 2>/dev/null; then
+		# The first free range above the ones already given out.
+		start=$(awk -F: 'BEGIN { m = 100000 } { e = $2 + $3; if (e > m) m = e } END { print m }' "$f" 2>/dev/null || echo 100000)
+		echo "$u:$start:65536" >>"$f"
+		say "gave $u subordinate ids $start-$((start + 65535)) in $f"
+	fi
+done
+if [ -e /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+	chmod 0666 /dev/net/tun
+	say "made /dev/net/tun usable by rootless networking (slirp4netns)"
+fi
+run_dir=/run/user/$uid
+if [ ! -d "$run_dir/podman" ]; then
+	install -d -o "$u" -g "$(id -g "$u")" -m 0700 "$run_dir" "$run_dir/podman"
+	say "created XDG_RUNTIME_DIR $run_dir for $u"
+fi
+as_user() { runuser -u "$u" -- env HOME="$home" XDG_RUNTIME_DIR="$run_dir" PATH="$PATH" "$@"; }
+conf_home=$home/.config/containers
+want_storage='[storage]
+driver = "overlay"'
+want_containers="[engine]
+runtime = \"runc\"
+cgroup_manager = \"cgroupfs\"
+events_logger = \"file\""
+user_conf_changed=0
+for pair in "storage.conf:want_storage" "containers.conf:want_containers"; do
+	file=$conf_home/${pair%%:*}
+	var=${pair#*:}
+	if [ "$(cat "$file" 2>/dev/null)" != "${!var}" ]; then
+		as_user mkdir -p "$conf_home"
+		printf '%s\n' "${!var}" | as_user tee "$file" >/dev/null
+		say "wrote $file"
+		user_conf_changed=1
+	fi
+done
+user_sock=$run_dir/podman/podman.sock
+if [ $user_conf_changed = 1 ]; then
+	pkill -u "$u" -f "podman system service" 2>/dev/null || true
+	sleep 0.5
+fi
+if ! ping_socket "$user_sock"; then
+	rm -f "$user_sock"
+	runuser -u "$u" -- env HOME="$home" XDG_RUNTIME_DIR="$run_dir" PATH="$PATH" \
+		setsid nohup podman system service --time=0 "unix://$user_sock" </dev/null >>"$log_dir/podman-service-$u.log" 2>&1 &
+	for _ in $(seq 1 100); do
+		ping_socket "$user_sock" && break
+		sleep 0.1
+	done
+	ping_socket "$user_sock" || die "the rootless Podman service of $u did not answer; see $log_dir/podman-service-$u.log"
+	say "started the rootless Podman API service of $u on unix://$user_sock"
+fi
+# The local images, copied into the user's store when they differ there.
+for img in $(podman images --format '{{.Repository}}:{{.Tag}}' --filter reference='localhost/cleanroom/*'); do
+	want=$(podman image inspect --format '{{.Id}}' "$img")
+	have=$(as_user podman image inspect --format '{{.Id}}' "$img" 2>/dev/null || true)
+	if [ "$want" != "$have" ]; then
+		podman save -q "$img" | as_user podman load -q >/dev/null || die "copy $img into the store of $u failed"
+		say "copied $img into the rootless store of $u"
+	fi
+done
+if ! out=$(as_user podman --url "unix://$user_sock" run --rm --pull=never "$trial" echo cleanroom-trial-ok 2>&1) ||
+	[ "$out" != cleanroom-trial-ok ]; then
+	die "the rootless trial container of $u failed: $out"
 fi

@@ -181,6 +181,15 @@ func (r *RedisServer) URL() string {
 	return u.String()
 }
 
+// tcpSettle is how long a TCP probe waits for a hang-up: rootless Podman's
+// port forwarder accepts first and closes ~0.2 s later when nothing listens.
+func (c *Container) tcpSettle() time.Duration {
+	if c.owner != nil && c.owner.rootless != nil && c.owner.rootless() {
+		return 500 * time.Millisecond
+	}
+	return 50 * time.Millisecond
+}
+
 func (c *Container) String() string {
 	return fmt.Sprintf("%s (%s in pod %s)", c.Service, c.Name, c.PodName)
 }

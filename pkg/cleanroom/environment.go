@@ -88,7 +88,8 @@ type Environment struct {
 	declared []*entry
 	ports    []uint16 // of the suite pod
 	endpoint podman.Endpoint
-	share    *shared // nil: this process alone owns its pods (no flock, or unit tests)
+	share    *shared     // nil: this process alone owns its pods (no flock, or unit tests)
+	rootless func() bool // the engine runs rootless (asked once, when needed: podman info takes ~0.4 s)
 
 	mu       sync.Mutex
 	byName   map[string]*entry
@@ -181,6 +182,12 @@ func New(ctx context.Context, cfg Config, services ...Service) (*Environment, er
 	}
 	if pc, ok := c.(*podman.Client); ok {
 		e.endpoint = pc.Endpoint()
+		e.rootless = sync.OnceValue(func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			info, err := pc.Info(ctx)
+			return err == nil && info.Host.Security.Rootless
+		})
 		if dir, err := lockDir(); err != nil {
 			e.log.Warn("cleanroom: test processes cannot share the suite's pod; each keeps its own", "error", err)
 		} else {
@@ -714,6 +721,9 @@ func (e *Environment) startContainer(ctx context.Context, p *pod, svc *Service, 
 		// The backstop if every process of ours dies: conmon kills the
 		// container after this, whatever happens to us.
 		Timeout: 2*e.cfg.MaxContainerReuseTime + e.cfg.ContainerStartupTimeout,
+		// Test data is thrown away: no need to wait Podman's 10 s for a
+		// process that ignores the stop signal (a shell as PID 1).
+		StopTimeout: 2 * time.Second,
 	}
 	id, err := e.eng.CreateContainer(ctx, spec)
 	if errors.Is(err, podman.ErrConflict) {

@@ -253,8 +253,10 @@ func Redis(opts ...Option) Service {
 }
 
 // Generic is any image as a service. Give it ports with Port; its default
-// readiness probe is a TCP connect to the first port (for a protocol-level
-// check, set Ready); without ports, a running container counts as ready.
+// readiness probe is a TCP connect to the first port (healthcheck.TCPSettle:
+// on rootless Podman it waits half a second to tell a listening service
+// from the port forwarder; for a protocol-level check, set Ready); without
+// ports, a running container counts as ready.
 func Generic(name, image string, opts ...Option) Service {
 	s := Service{name: name, kind: "generic", image: image, env: map[string]string{}}
 	for _, o := range opts {
@@ -289,7 +291,7 @@ func (s *Service) readyProbe(c *Container) healthcheck.Probe {
 		return s.ready(c)
 	}
 	if len(s.ports) > 0 {
-		return healthcheck.TCP(c.Addr(s.ports[0]))
+		return healthcheck.TCPSettle(c.Addr(s.ports[0]), c.tcpSettle())
 	}
 	return nil // running is ready
 }

@@ -39,15 +39,40 @@ type funcProbe struct {
 func (p funcProbe) Check(ctx context.Context) error { return p.check(ctx) }
 func (p funcProbe) String() string                  { return p.name }
 
-// TCP succeeds when a TCP connection to addr ("host:port") opens.
-func TCP(addr string) Probe {
+// TCP succeeds when a TCP connection to addr ("host:port") opens and is
+// not hung up at once (see TCPSettle; TCP waits 50 ms for that).
+func TCP(addr string) Probe { return TCPSettle(addr, 50*time.Millisecond) }
+
+// TCPSettle succeeds when a TCP connection to addr opens and the other side
+// does not close it within settle. The wait matters with rootless Podman:
+// its port forwarder accepts every connection on the host port and closes
+// it only when the connection inside the container is refused, ~0.2 s
+// later (measured here), so a bare connect would call a dead service ready.
+// A server that speaks first, or waits for its client, passes; a passing
+// check costs up to settle.
+func TCPSettle(addr string, settle time.Duration) Probe {
 	return Func("tcp connect "+addr, func(ctx context.Context) error {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return err
 		}
-		return c.Close()
+		defer c.Close()
+		if settle <= 0 {
+			return nil
+		}
+		deadline := time.Now().Add(settle)
+		if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+			deadline = dl
+		}
+		_ = c.SetReadDeadline(deadline)
+		var b [1]byte
+		_, err = c.Read(b[:])
+		var ne net.Error
+		if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
+			return nil
+		}
+		return fmt.Errorf("connection closed at once (%v): nothing listens behind the port", err)
 	})
 }
 

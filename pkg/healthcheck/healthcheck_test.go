@@ -72,10 +72,39 @@ func TestTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
+	go func() { // a server that waits for its client, as Postgres does
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
 	if err := TCP(addr).Check(context.Background()); err != nil {
 		t.Errorf("open port: %v", err)
 	}
 	l.Close()
+
+	// A forwarder that accepts and hangs up, as rootless Podman's does when
+	// nothing listens in the container.
+	fwd, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fwd.Close()
+	go func() {
+		for {
+			c, err := fwd.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	if err := TCP(fwd.Addr().String()).Check(context.Background()); err == nil || !strings.Contains(err.Error(), "nothing listens") {
+		t.Errorf("a forwarder that hangs up: %v", err)
+	}
 	if err := TCP(addr).Check(context.Background()); err == nil {
 		t.Error("closed port: want an error")
 	}
