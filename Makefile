@@ -30,10 +30,11 @@ images: setup ## build the local postgres and redis images if their recipe chang
 demo: images ## run the example shop's tests; per package: start-up time, containers started vs reused
 	@scripts/demo.sh
 
-bench: images ## the benchmarks: warm attach (cached, probed), cold start, per-test isolation
+bench: images ## the benchmarks: warm attach (cached, probed), cold start, per-test isolation, keep-warm attach
 	$(GO) test -run '^$$' -bench AttachWarm -benchtime 2000x ./integration/
 	$(GO) test -run '^$$' -bench ColdStart -benchtime 5x ./integration/
 	$(GO) test -run '^$$' -bench Isolation -benchtime 200x ./integration/isolation/
+	$(GO) test -run '^$$' -bench KeepWarm -benchtime 50x ./integration/sharing/
 
 test: images fmt-check vet build-guard unit integration check-leaks rootless ## all checks and tests, as CI runs them
 	@echo "make test: all green"

@@ -59,12 +59,20 @@
 // container event to stderr; CLEANROOM_SUMMARY=1 prints one line per test
 // binary (ready times, containers started and reused).
 //
-// # Clean-up
+// # One pod for the whole run, and clean-up
 //
-// Close (called by Main after the tests, and on SIGINT or SIGTERM) removes
-// the pods this process created. Every container also carries a run-time
-// limit enforced by Podman's conmon (twice max_container_reuse_time plus the
-// start-up timeout), so even a SIGKILLed test binary's containers end.
-// Every object carries the io.cleanroom.managed label; `make clean` and the
-// cleanroom CLI never touch anything without it.
+// The test processes of one `go test ./...` share the suite's pod: its name
+// comes from the suite key (module root and service definitions, or
+// Config.Suite), the engine's name uniqueness decides who creates it, and
+// every other process adopts it. Each process holds a flock(2) lease while
+// it runs; a reaper (the test binary re-executed, in a session of its own)
+// removes the pod once no lease has been held for the grace period, or the
+// keep-warm window. Close (called by Main after the tests, and on SIGINT or
+// SIGTERM) removes the pods only this process used and gives its lease back.
+// Because the kernel drops a dead process's lock, SIGKILL, panics and
+// -timeout end the same way; every container also carries a run-time limit
+// enforced by Podman's conmon (twice max_container_reuse_time plus the
+// start-up timeout) for when even the reaper is killed. Every object carries
+// the io.cleanroom.managed label; `make clean` and the cleanroom CLI never
+// touch anything without it.
 package cleanroom

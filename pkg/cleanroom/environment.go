@@ -955,9 +955,12 @@ func (e *Environment) Registry() map[string]Entry {
 // declared services' definitions.
 func (e *Environment) Suite() string { return e.suite }
 
-// Close removes every pod (and so every container) this Environment
-// created and closes its engine connection. Every failure is reported
-// (aggregated); calling Close again returns the same result.
+// Close removes the pods only this process used (per-test pods, late
+// services), gives back its lease on the suite pod — the suite's reaper
+// removes that once no process holds it for the grace period — and closes
+// the engine connection. Where leases are unavailable, it removes the
+// suite pod too. Every failure is reported (aggregated); calling Close
+// again returns the same result.
 func (e *Environment) Close(ctx context.Context) error {
 	e.closeOnce.Do(func() {
 		e.mu.Lock()
