@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
+	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
 // Run with: make bench (go test -run '^$' -bench . -benchtime 5x ./integration/)
@@ -54,12 +55,15 @@ func BenchmarkAttachWarm(b *testing.B) {
 
 // BenchmarkColdStart measures what the first test of a suite waits for:
 // pod creation plus a Postgres container from start to answering SELECT 1
-// (data on tmpfs), and, outside the timer, its removal.
+// (data on tmpfs, initdb included: no snapshot), and, outside the timer,
+// its removal.
 func BenchmarkColdStart(b *testing.B) {
 	ctx := context.Background()
 	for range b.N {
 		b.StopTimer()
-		env, err := cleanroom.New(ctx, cleanroom.Config{Images: map[string]string{"postgres": postgresImage}}, cleanroom.Postgres())
+		cfg := cleanroom.Config{Suite: "bench-cold-" + randomHex(4), DisableSnapshots: true, GracePeriod: time.Millisecond,
+			Images: map[string]string{"postgres": postgresImage}}
+		env, err := cleanroom.New(ctx, cfg, cleanroom.Postgres())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -73,4 +77,62 @@ func BenchmarkColdStart(b *testing.B) {
 		}
 		b.StartTimer()
 	}
+}
+
+// BenchmarkColdStartFromSnapshot is BenchmarkColdStart with the Postgres
+// data from a snapshot image (made once, before the timer).
+func BenchmarkColdStartFromSnapshot(b *testing.B) {
+	ctx := context.Background()
+	suite := "bench-snap-" + randomHex(4)
+	cfg := cleanroom.Config{Suite: suite, GracePeriod: time.Millisecond, Images: map[string]string{"postgres": postgresImage}}
+	var readyIn time.Duration
+	run := func(timed bool) cleanroom.Stats {
+		env, err := cleanroom.New(ctx, cfg, cleanroom.Postgres())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if timed {
+			b.StartTimer()
+		}
+		c, err := env.Get(ctx, "postgres")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if timed {
+			readyIn += c.ReadyIn
+		}
+		st := env.Stats()
+		if err := env.Close(ctx); err != nil {
+			b.Fatal(err)
+		}
+		// The next start must not adopt this pod: wait for the reaper.
+		pc, _ := podman.Connect(ctx, podman.Options{})
+		defer pc.Close()
+		for i := 0; i < 100; i++ {
+			if _, err := pc.InspectPod(ctx, "cleanroom-"+suite); err != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return st
+	}
+	b.StopTimer()
+	run(false) // makes the snapshot
+	defer func() {
+		c, _ := podman.Connect(ctx, podman.Options{})
+		defer c.Close()
+		imgs, _ := c.ListImages(ctx, map[string]string{cleanroom.LabelSuite: suite})
+		for _, img := range imgs {
+			_ = c.RemoveImage(ctx, img.ID)
+		}
+	}()
+	for range b.N {
+		if st := run(true); st.Snapshot != 1 {
+			b.Fatalf("not started from the snapshot: %+v", st)
+		}
+	}
+	// The container alone, from its start to answering SELECT 1 (the pod's
+	// creation and the lookups before excluded).
+	b.ReportMetric(float64(readyIn.Milliseconds())/float64(b.N), "ms-start-to-ready")
 }

@@ -157,4 +157,21 @@ func TestGCRemovesStaleOnlyAndNeverUnlabelled(t *testing.T) {
 	if got := names(t, c); strings.Join(got, " ") != "decoy-container decoy-pod" {
 		t.Errorf("after gc --all: %v; the unlabelled decoys must survive, nothing else", got)
 	}
+
+	// gc --snapshots removes snapshot images, and no other image.
+	if _, err := c.Commit(ctx, "decoy-container", "localhost/cleanroom-snapshot/gone-web:1", []string{
+		"LABEL " + podman.LabelManaged + "=true", "LABEL " + cleanroom.LabelSnapshot + "=1",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out, code = runCLI(t, nil, "gc", "--snapshots", "--url", uri)
+	if code != 0 || !strings.Contains(out, "removed snapshot localhost/cleanroom-snapshot/gone-web:1") {
+		t.Errorf("gc --snapshots (exit %d):\n%s", code, out)
+	}
+	if ok, _ := c.ImageExists(ctx, "localhost/cleanroom-snapshot/gone-web:1"); ok {
+		t.Error("the snapshot image survived gc --snapshots")
+	}
+	if ok, _ := c.ImageExists(ctx, busyboxImage); !ok {
+		t.Error("gc --snapshots removed an image that is not a snapshot")
+	}
 }

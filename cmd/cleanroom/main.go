@@ -38,8 +38,10 @@ const usage = `usage: cleanroom <command> [flags]
 
 commands:
   ps                          suites, pods, services, ages, leases and ports
-  gc [--all] [--dry-run]      remove stale cleanroom pods: no test process or reaper
-                              holds them (--all: every object labelled io.cleanroom.managed);
+  gc [--all] [--snapshots] [--dry-run]
+                              remove stale cleanroom pods: no test process or reaper
+                              holds them (--all: every object labelled io.cleanroom.managed;
+                              --snapshots: also the snapshot images of start-up state);
                               nothing without that label is ever touched
   clean [--dry-run]           the same as gc --all
   doctor                      check the engine, runtime, limits and images; exit 1 on problems
@@ -68,6 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	uri := fs.String("url", os.Getenv("CLEANROOM_CONNECTION"), "Podman service URI")
 	dry := fs.Bool("dry-run", false, "list what would be removed, remove nothing")
 	all := fs.Bool("all", false, "every object labelled io.cleanroom.managed, stale or not")
+	snaps := fs.Bool("snapshots", false, "also remove the snapshot images")
 	switch cmd {
 	case "version":
 		fmt.Fprintf(stdout, "cleanroom %s (%s, %s, %s/%s)\n", cleanroom.Version, buildRevision(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
@@ -101,6 +104,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = gc(ctx, c, true, *dry, stdout)
 	default:
 		err = gc(ctx, c, *all, *dry, stdout)
+		if err == nil && *snaps {
+			err = gcSnapshots(ctx, c, *dry, stdout)
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "cleanroom %s: %v\n", cmd, err)
@@ -262,6 +268,35 @@ func gc(ctx context.Context, c *podman.Client, all, dry bool, out io.Writer) err
 			}
 		}
 		fmt.Fprintf(out, "%s container %s\n", verb, strings.Join(ct.Names, ","))
+	}
+	return result.ErrorOrNil()
+}
+
+// gcSnapshots removes every snapshot image (label io.cleanroom.snapshot).
+func gcSnapshots(ctx context.Context, c *podman.Client, dry bool, out io.Writer) error {
+	imgs, err := c.ListImages(ctx, map[string]string{podman.LabelManaged: "true", cleanroom.LabelSnapshot: ""})
+	if err != nil {
+		return err
+	}
+	var result *multierror.Error
+	for _, img := range imgs {
+		name := img.ID[:12]
+		if len(img.Names) > 0 {
+			name = img.Names[0]
+		}
+		if dry {
+			fmt.Fprintf(out, "would remove snapshot %s\n", name)
+			continue
+		}
+		err := c.RemoveImage(ctx, img.ID)
+		switch {
+		case errors.Is(err, podman.ErrConflict):
+			fmt.Fprintf(out, "kept snapshot %s: containers run from it\n", name)
+		case err != nil && !errors.Is(err, podman.ErrNotFound):
+			result = multierror.Append(result, err)
+		default:
+			fmt.Fprintf(out, "removed snapshot %s\n", name)
+		}
 	}
 	return result.ErrorOrNil()
 }

@@ -59,6 +59,10 @@ type Config struct {
 	// CLEANROOM_CONNECTION. Default: as pkg/podman finds it (CONTAINER_HOST,
 	// containers.conf, rootless then rootful socket).
 	Connection string
+	// DisableSnapshots: cold starts always use the plain image (see
+	// Snapshot). TOML: snapshots = false; env CLEANROOM_SNAPSHOTS=false.
+	// Default: snapshots on for services that take them (Postgres).
+	DisableSnapshots bool
 	// Suite names the suite: every test process with the same suite shares
 	// one pod. TOML: suite; env CLEANROOM_SUITE. Default: a hash of the
 	// module root's path and of the declared services' definitions, so that
@@ -158,6 +162,7 @@ func debugEnabled() bool {
 //	suite = "shop"                         # CLEANROOM_SUITE
 //	grace_period = 10                      # CLEANROOM_GRACE_PERIOD
 //	keep_warm = 900                        # CLEANROOM_KEEP_WARM (0: off)
+//	snapshots = true                       # CLEANROOM_SNAPSHOTS
 //
 //	[cleanroom.images]
 //	postgres = "docker.io/library/postgres:15.10"   # CLEANROOM_POSTGRES_IMAGE
@@ -258,12 +263,16 @@ func ParseConfig(data []byte, source string) (Config, error) {
 		v := table[k]
 		where := fmt.Sprintf("%s: [cleanroom] %s", source, k)
 		switch {
-		case k == "enable_singleton_containers":
+		case k == "enable_singleton_containers" || k == "snapshots":
 			b, ok := v.(bool)
 			if !ok {
 				return Config{}, fmt.Errorf("%s: want true or false, got %s", where, tomlType(v))
 			}
-			cfg.DisableSingletonContainers = !b
+			if k == "snapshots" {
+				cfg.DisableSnapshots = !b
+			} else {
+				cfg.DisableSingletonContainers = !b
+			}
 		case durationKeys[k] != nil:
 			n, ok := v.(int64)
 			if !ok {
@@ -310,7 +319,7 @@ func ParseConfig(data []byte, source string) (Config, error) {
 }
 
 func knownKeys() []string {
-	keys := []string{"enable_singleton_containers", "connection", "images", "suite"}
+	keys := []string{"enable_singleton_containers", "connection", "images", "suite", "snapshots"}
 	for k := range durationKeys {
 		keys = append(keys, k)
 	}
@@ -370,6 +379,13 @@ func applyEnv(cfg *Config, environ []string) error {
 			return fmt.Errorf("environment CLEANROOM_ENABLE_SINGLETON_CONTAINERS=%q: want true or false", v)
 		}
 		cfg.DisableSingletonContainers = !b
+	}
+	if v, ok := get("CLEANROOM_SNAPSHOTS"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("environment CLEANROOM_SNAPSHOTS=%q: want true or false", v)
+		}
+		cfg.DisableSnapshots = !b
 	}
 	for key, field := range durationKeys {
 		env := "CLEANROOM_" + strings.ToUpper(key)

@@ -27,6 +27,9 @@ type Container struct {
 	PodName string    // engine pod name
 	Image   string    // image reference it runs
 	Created time.Time // when it was created (its age counts from here)
+	// ReadyIn is how long the container took from its start to ready; 0
+	// for a container this process adopted.
+	ReadyIn time.Duration
 
 	host   string            // host address its ports are published on
 	ports  map[uint16]uint16 // container port → host port

@@ -51,6 +51,7 @@ type engine interface {
 	CreatePod(ctx context.Context, spec podman.PodSpec) (string, error)
 	InspectPod(ctx context.Context, nameOrID string) (*podman.PodInfo, error)
 	ListPods(ctx context.Context, labels map[string]string) ([]podman.PodSummary, error)
+	StartPod(ctx context.Context, nameOrID string) error
 	RemovePod(ctx context.Context, nameOrID string) error
 	CreateContainer(ctx context.Context, spec podman.ContainerSpec) (string, error)
 	StartContainer(ctx context.Context, nameOrID string) error
@@ -90,6 +91,12 @@ type Environment struct {
 	endpoint podman.Endpoint
 	share    *shared     // nil: this process alone owns its pods (no flock, or unit tests)
 	rootless func() bool // the engine runs rootless (asked once, when needed: podman info takes ~0.4 s)
+	secret   string      // the services' password in pods this process creates
+
+	snapMu       sync.Mutex
+	snapDropped  map[string]bool // services whose snapshot CLEANROOM_REBUILD dropped
+	snapBuilding map[string]bool // snapshot images being built
+	snapWG       sync.WaitGroup
 
 	mu       sync.Mutex
 	byName   map[string]*entry
@@ -101,7 +108,7 @@ type Environment struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	started, reused, replaced, perTest, adopted atomic.Int64
+	started, reused, replaced, perTest, adopted, fromSnapshot atomic.Int64
 
 	readyMu sync.Mutex
 	ready   map[string]time.Duration // service → wait of its first use
@@ -181,6 +188,7 @@ func New(ctx context.Context, cfg Config, services ...Service) (*Environment, er
 		return nil, err
 	}
 	if pc, ok := c.(*podman.Client); ok {
+		e.secret = suiteSecret(e.suite)
 		e.endpoint = pc.Endpoint()
 		e.rootless = sync.OnceValue(func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -203,8 +211,12 @@ func newEnvironment(cfg Config, eng engine, services []Service) (*Environment, e
 		eng:    eng,
 		log:    cfg.Logger,
 		run:    randomHex(4),
+		secret: randomHex(16),
 		byName: map[string]*entry{},
 		pods:   map[string]bool{},
+
+		snapDropped:  map[string]bool{},
+		snapBuilding: map[string]bool{},
 	}
 	usedPorts := map[uint16]string{}
 	h := sha256.New()
@@ -565,7 +577,7 @@ func (e *Environment) createOrAdoptPod(ctx context.Context, name string, ports [
 			return nil, err
 		}
 		spec := podman.PodSpec{Name: name, Labels: e.labels(map[string]string{
-			LabelRole: role, LabelSecret: randomHex(16), LabelHost: hostname(),
+			LabelRole: role, LabelSecret: e.secret, LabelHost: hostname(),
 		})}
 		for _, p := range ports {
 			spec.Ports = append(spec.Ports, podman.Port{ContainerPort: p})
@@ -579,6 +591,13 @@ func (e *Environment) createOrAdoptPod(ctx context.Context, name string, ports [
 		}
 		e.pods[name] = true
 		e.log.Debug("cleanroom: created pod", "pod", name)
+		// Its infra container (the network namespace, ~0.3 s) starts while
+		// the first container is looked up and created.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), e.cfg.ContainerStartupTimeout)
+			defer cancel()
+			_ = e.eng.StartPod(ctx, name)
+		}()
 	}
 }
 
@@ -714,8 +733,17 @@ func (e *Environment) startContainer(ctx context.Context, p *pod, svc *Service, 
 	if err := e.ensureImage(ctx, svc); err != nil {
 		return fail("image "+svc.image, err)
 	}
+	image := svc.image
+	snapRef, snapKey, baseID := e.snapshotRef(ctx, svc, p.secret)
+	fromSnapshot := false
+	if snapRef != "" {
+		e.dropSnapshotOnce(ctx, svc, snapRef)
+		if ok, err := e.eng.ImageExists(ctx, snapRef); err == nil && ok {
+			image, fromSnapshot = snapRef, true
+		}
+	}
 	spec := podman.ContainerSpec{
-		Name: name, Image: svc.image, Pod: p.id,
+		Name: name, Image: image, Pod: p.id,
 		Env: svc.env, Entrypoint: svc.entrypoint, Command: svc.command, Tmpfs: svc.tmpfs,
 		Labels: e.labels(map[string]string{LabelService: svc.name, LabelConfigHash: defHash}),
 		// The backstop if every process of ours dies: conmon kills the
@@ -736,6 +764,7 @@ func (e *Environment) startContainer(ctx context.Context, p *pod, svc *Service, 
 		return fail("create container", err)
 	}
 	c := e.containerOf(p, svc, id, name, time.Now())
+	startedAt := time.Now()
 	if err := e.eng.StartContainer(ctx, id); err != nil {
 		e.removeContainer(ctx, c)
 		if errors.Is(err, podman.ErrNotFound) {
@@ -746,8 +775,14 @@ func (e *Environment) startContainer(ctx context.Context, p *pod, svc *Service, 
 	if err := e.waitReady(ctx, svc, c); err != nil {
 		return nil, e.readyFailure(ctx, svc, c, err, true)
 	}
+	c.ReadyIn = time.Since(startedAt)
 	e.started.Add(1)
-	e.log.Info("cleanroom: started container", "service", svc.name, "container", name, "image", svc.image,
+	if fromSnapshot {
+		e.fromSnapshot.Add(1)
+	} else if snapRef != "" {
+		e.buildSnapshot(svc, snapRef, snapKey, baseID)
+	}
+	e.log.Info("cleanroom: started container", "service", svc.name, "container", name, "image", image,
 		"took", time.Since(began).Round(time.Millisecond))
 	return c, nil
 }
@@ -777,6 +812,11 @@ func (e *Environment) removeContainer(ctx context.Context, c *Container) {
 // errNotRunning: the container stopped while we waited for it.
 var errNotRunning = errors.New("the container is not running")
 
+// readyPolling probes often while a service starts: a refused connection
+// costs well under a millisecond, and a coarse backoff would add up to its
+// step to every start (a Postgres from a snapshot is ready in ~0.3 s).
+var readyPolling = healthcheck.Options{Initial: 5 * time.Millisecond, Max: 25 * time.Millisecond}
+
 // waitReady polls the readiness probe; a container that stops running
 // ends the wait at once.
 func (e *Environment) waitReady(ctx context.Context, svc *Service, c *Container) error {
@@ -784,7 +824,7 @@ func (e *Environment) waitReady(ctx context.Context, svc *Service, c *Container)
 	if probe == nil {
 		return healthcheck.Wait(ctx, healthcheck.Func("container running", func(ctx context.Context) error {
 			return e.checkRunning(ctx, c.ID)
-		}), healthcheck.Options{})
+		}), readyPolling)
 	}
 	defer closeProbe(probe)
 	var lastInspect time.Time
@@ -802,7 +842,7 @@ func (e *Environment) waitReady(ctx context.Context, svc *Service, c *Container)
 			return healthcheck.Permanent(fmt.Errorf("%w: it %s (exit code %d): %w", errNotRunning, info.State.Status, info.State.ExitCode, err))
 		}
 		return err
-	}), healthcheck.Options{})
+	}), readyPolling)
 }
 
 // ensureImage pulls the service's image when the engine does not have it.
@@ -913,6 +953,7 @@ func (e *Environment) noteReady(name string, d time.Duration) {
 // Stats counts what an Environment did.
 type Stats struct {
 	Started  int64 // containers started (including replacements and per-test ones)
+	Snapshot int64 // of those, started from a snapshot image
 	Adopted  int64 // containers another process of the suite had started
 	Reused   int64 // times an existing container was handed out again
 	Replaced int64 // containers replaced: unhealthy, vanished or too old
@@ -921,7 +962,7 @@ type Stats struct {
 
 // Stats returns the counters so far.
 func (e *Environment) Stats() Stats {
-	return Stats{Started: e.started.Load(), Adopted: e.adopted.Load(), Reused: e.reused.Load(), Replaced: e.replaced.Load(), PerTest: e.perTest.Load()}
+	return Stats{Started: e.started.Load(), Snapshot: e.fromSnapshot.Load(), Adopted: e.adopted.Load(), Reused: e.reused.Load(), Replaced: e.replaced.Load(), PerTest: e.perTest.Load()}
 }
 
 // Entry is one row of the registry.
@@ -963,6 +1004,7 @@ func (e *Environment) Suite() string { return e.suite }
 // again returns the same result.
 func (e *Environment) Close(ctx context.Context) error {
 	e.closeOnce.Do(func() {
+		e.snapWG.Wait() // a snapshot being saved finishes (bounded) and removes its builder
 		e.mu.Lock()
 		e.closed = true
 		names := slices.Sorted(maps.Keys(e.pods))

@@ -118,6 +118,8 @@ func (f *fakeEngine) ListPods(_ context.Context, labels map[string]string) ([]po
 	return out, nil
 }
 
+func (f *fakeEngine) StartPod(context.Context, string) error { return nil }
+
 func (f *fakeEngine) RemovePod(_ context.Context, nameOrID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

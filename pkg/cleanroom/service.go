@@ -39,6 +39,7 @@ type Service struct {
 	health     func(*Container) healthcheck.Probe
 	reset      func(context.Context, *Container) error
 	resetCmd   []string
+	snapshot   bool // keep the initialised state as an image (see snapshot.go)
 	// build completes the definition once the suite's secret is known.
 	build func(s *Service, secret string)
 }
@@ -160,6 +161,15 @@ func ResetCommand(cmd ...string) Option {
 	return func(s *Service) { s.resetCmd = cmd; s.reset = nil }
 }
 
+// Snapshot makes the service's first ready state a local image that later
+// cold starts use (see package doc). For services that initialise data on
+// their first start into a tmpfs mount, as Postgres does (on by default
+// there).
+func Snapshot() Option { return func(s *Service) { s.snapshot = true } }
+
+// NoSnapshot turns snapshots off for the service.
+func NoSnapshot() Option { return func(s *Service) { s.snapshot = false } }
+
 // PostgresSetting sets a server setting (postgres -c name=value); it
 // overrides the test defaults (fsync, synchronous_commit and
 // full_page_writes off, max_connections 300). Ignored once Cmd is given.
@@ -196,6 +206,9 @@ func Postgres(opts ...Option) Service {
 			// A directory inside the tmpfs mount: the mount point itself
 			// cannot be chmod-ed by the non-root server.
 			"PGDATA": "/var/lib/postgresql/data/pgdata",
+			// 1 MB WAL segments instead of 16 MB: a third less data to
+			// initialise, and to copy into tmpfs on a snapshot start.
+			"POSTGRES_INITDB_ARGS": "--wal-segsize=1",
 		},
 		tmpfs: map[string]string{"/var/lib/postgresql/data": "rw,mode=1777"},
 		pgSettings: map[string]string{
@@ -206,8 +219,9 @@ func Postgres(opts ...Option) Service {
 		},
 		// The probe connects to the maintenance database, so that its kept
 		// connection never stands in the way of the application database.
-		ready: func(c *Container) healthcheck.Probe { return healthcheck.Postgres(postgresURLOf(c, "postgres")) },
-		reset: resetPostgres,
+		ready:    func(c *Container) healthcheck.Probe { return healthcheck.Postgres(postgresURLOf(c, "postgres")) },
+		reset:    resetPostgres,
+		snapshot: true,
 		build: func(s *Service, secret string) {
 			if s.env["POSTGRES_PASSWORD"] == "" {
 				s.env["POSTGRES_PASSWORD"] = secret

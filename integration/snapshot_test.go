@@ -1,0 +1,103 @@
+package integration
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
+)
+
+// snapshots lists the snapshot images of a suite by key.
+func snapshots(t *testing.T, suite string) map[string]string {
+	t.Helper()
+	imgs, err := connect(t).ListImages(context.Background(), map[string]string{cleanroom.LabelSuite: suite, cleanroom.LabelSnapshot: ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, img := range imgs {
+		out[img.Labels[cleanroom.LabelSnapshot]] = img.ID
+	}
+	return out
+}
+
+func removeSnapshots(t *testing.T, suite string) {
+	c := connect(t)
+	for _, id := range snapshots(t, suite) {
+		_ = c.RemoveImage(context.Background(), id)
+	}
+}
+
+// startPostgres runs one environment of suite to a ready Postgres, checks
+// it answers, and closes it (which waits for a snapshot being saved).
+func startPostgres(t *testing.T, suite string, opts ...cleanroom.Option) cleanroom.Stats {
+	t.Helper()
+	cfg := cleanroom.Config{Suite: suite, GracePeriod: time.Millisecond,
+		Images: map[string]string{"postgres": postgresImage}}
+	env, err := cleanroom.New(context.Background(), cfg, cleanroom.Postgres(opts...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := env.Get(context.Background(), "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(context.Background(), c.Postgres().URL())
+	if err != nil {
+		t.Fatalf("connect to a Postgres started from %s: %v", c.Image, err)
+	}
+	var n int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_database WHERE datname = 'cleanroom'").Scan(&n); err != nil || n != 1 {
+		t.Errorf("the cleanroom database: %d, %v", n, err)
+	}
+	conn.Close(context.Background())
+	st := env.Stats()
+	if err := env.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingLeft(t, suite)
+	return st
+}
+
+func TestSnapshotStartUpAndInvalidation(t *testing.T) {
+	// Not parallel: it sets CLEANROOM_REBUILD.
+	suite := "it-snap-" + randomHex(4)
+	t.Cleanup(func() { removeSnapshots(t, suite) })
+
+	if st := startPostgres(t, suite); st.Started != 1 || st.Snapshot != 0 {
+		t.Fatalf("first run: %+v; want a plain cold start", st)
+	}
+	first := snapshots(t, suite)
+	if len(first) != 1 {
+		t.Fatalf("snapshots after the first run: %v; want one", first)
+	}
+	if st := startPostgres(t, suite); st.Snapshot != 1 {
+		t.Errorf("second run: %+v; want a start from the snapshot", st)
+	}
+	if got := snapshots(t, suite); len(got) != 1 {
+		t.Errorf("snapshots after the second run: %v; want the same one", got)
+	}
+
+	// Another definition: the snapshot does not fit, a new one replaces it.
+	if st := startPostgres(t, suite, cleanroom.PostgresSetting("work_mem", "8MB")); st.Snapshot != 0 {
+		t.Errorf("changed definition: %+v; the old snapshot must not be used", st)
+	}
+	got := snapshots(t, suite)
+	for key := range first {
+		if _, still := got[key]; still {
+			t.Errorf("the snapshot of the old definition is still there: %v", got)
+		}
+	}
+	if len(got) != 1 {
+		t.Errorf("snapshots after the definition changed: %v; want only the new one", got)
+	}
+
+	// CLEANROOM_REBUILD=1 drops it: a plain cold start again.
+	t.Setenv("CLEANROOM_REBUILD", "1")
+	if st := startPostgres(t, suite, cleanroom.PostgresSetting("work_mem", "8MB")); st.Snapshot != 0 {
+		t.Errorf("with CLEANROOM_REBUILD=1: %+v; want a plain start", st)
+	}
+}
