@@ -3,7 +3,9 @@ package isolation_test
 import (
 	"context"
 	"os"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -61,6 +63,12 @@ func BenchmarkIsolation(b *testing.B) {
 	}
 
 	b.Run("template-database-10-tables", func(b *testing.B) {
+		// The clone itself: a Server without warm pool.
+		s, err := isolation.OpenWithPool(ctx, pg.URL(), 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
 		// The template is built once, before the clock runs.
 		db, err := s.CreateDatabase(ctx, "bench", migrations)
 		if err != nil {
@@ -79,6 +87,38 @@ func BenchmarkIsolation(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+
+	b.Run("warm-pool-take", func(b *testing.B) {
+		// What a test waits for when the pool has a clone ready: the clock
+		// runs for the take alone; refilling and dropping happen between.
+		// The first take builds (or finds) the template and starts the filler.
+		first, err := s.CreateDatabase(ctx, "bench", migrations)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.DropDatabaseLater(first.Name)
+		b.ResetTimer()
+		var took []time.Duration
+		for range b.N {
+			b.StopTimer()
+			for deadline := time.Now().Add(time.Minute); s.WarmClones() < isolation.DefaultPoolSize; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					b.Fatalf("the pool holds %d clones after a minute", s.WarmClones())
+				}
+			}
+			start := time.Now()
+			b.StartTimer()
+			db, err := s.CreateDatabase(ctx, "bench", migrations)
+			b.StopTimer()
+			took = append(took, time.Since(start))
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.DropDatabaseLater(db.Name)
+		}
+		slices.Sort(took)
+		b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "ms-median")
 	})
 
 	b.Run("truncate-11-tables", func(b *testing.B) {

@@ -191,6 +191,7 @@ func TestFailedTestKeepsItsDatabase(t *testing.T) {
 	passing := &recordingTB{name: "TestPasses"}
 	db := isolation.NewDatabase(passing, pg.URL(), migrations)
 	passing.finish()
+	isolation.FlushAll() // the drop happens in the background
 	if exists(db.Name) || len(passing.logs) != 0 || len(passing.errs) != 0 {
 		t.Errorf("a passing test's database: exists %v, logs %v, errors %v; want dropped, silent", exists(db.Name), passing.logs, passing.errs)
 	}
@@ -218,5 +219,55 @@ func TestFailedTestKeepsItsDatabase(t *testing.T) {
 	}
 	if _, err := pg.Pool(t).Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{sc.Name}.Sanitize()+" CASCADE"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestWarmPoolHandsOutReadyClonesAndLeavesNone(t *testing.T) {
+	pg := cleanroom.PostgresFor(t)
+	ctx := context.Background()
+	// A clone left by a process that died: its owner holds no lock.
+	if _, err := pg.Pool(t).Exec(ctx, "CREATE DATABASE tp_deadbeef_leftover"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := isolation.Open(ctx, pg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, pg, "SELECT count(*) FROM pg_database WHERE datname = 'tp_deadbeef_leftover'"); n != 0 {
+		t.Errorf("the clone of a dead owner survived Open")
+	}
+	db, err := s.CreateDatabase(ctx, t.Name(), migrations) // builds (or finds) the template, starts the filler
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.DropDatabaseLater(db.Name)
+	for deadline := time.Now().Add(30 * time.Second); s.WarmClones() < isolation.DefaultPoolSize && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	mine := s.ClonePrefix() + "%"
+	if n := count(t, pg, `SELECT count(*) FROM pg_database WHERE datname LIKE $1`, mine); n != isolation.DefaultPoolSize {
+		t.Fatalf("%d warm clones on the server, want %d", n, isolation.DefaultPoolSize)
+	}
+	taken, err := s.CreateDatabase(ctx, t.Name(), migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(taken.Name, s.ClonePrefix()) {
+		t.Errorf("with the pool full, got %s, not a warm clone", taken.Name)
+	}
+	conn, err := pgx.Connect(ctx, taken.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables int
+	err = conn.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").Scan(&tables)
+	conn.Close(ctx)
+	if err != nil || tables != 11 {
+		t.Errorf("the warm clone has %d tables, %v; want the template's 11", tables, err)
+	}
+	s.DropDatabaseLater(taken.Name)
+	s.Close()
+	if n := count(t, pg, `SELECT count(*) FROM pg_database WHERE datname LIKE $1`, mine); n != 0 {
+		t.Errorf("%d pool databases survive Close", n)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 )
 
 // TestingM is what Main needs of *testing.M.
@@ -84,6 +86,7 @@ func Run(m TestingM, cfg Config, services ...Service) int {
 		select {
 		case sig := <-sigs:
 			fmt.Fprintf(stderr, "cleanroom: %v: removing the suite's containers\n", sig)
+			isolation.CloseAll()
 			closeEnv(env)
 			code := 130
 			if sig == syscall.SIGTERM {
@@ -95,6 +98,9 @@ func Run(m TestingM, cfg Config, services ...Service) int {
 	}()
 
 	code := m.Run()
+	// The isolation helpers' servers: unused pool clones and pending drops
+	// go before the environment lets the pod go.
+	isolation.CloseAll()
 	if err := closeEnv(env); err != nil {
 		fmt.Fprintf(stderr, "%v\n", err)
 		if code == 0 {

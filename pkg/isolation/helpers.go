@@ -48,11 +48,8 @@ func NewDatabase(t TB, url string, m Migrator) *Database {
 			t.Logf("isolation: %s failed; kept its database for inspection: psql '%s'  (then: DROP DATABASE %s WITH (FORCE))", t.Name(), db.URL, quote(db.Name))
 			return
 		}
-		ctx, cancel := setupContext()
-		defer cancel()
-		if err := s.DropDatabase(ctx, db.Name); err != nil {
-			t.Errorf("%v", err)
-		}
+		// Dropped in the background (WITH (FORCE)); CloseAll waits for it.
+		s.DropDatabaseLater(db.Name)
 	})
 	return db
 }

@@ -33,17 +33,26 @@ type Server struct {
 
 	mu        sync.Mutex
 	templates map[string]*templateState // by template name
+
+	warm warmPool // ready clones of each template, and databases to drop
 }
 
 type templateState struct {
-	mu    sync.Mutex
-	ready bool
+	mu     sync.Mutex
+	ready  bool
+	clones chan string   // warm clones, ready to hand out
+	wake   chan struct{} // asks the filler for more
 }
 
 // Open connects to the server at url (a postgres:// URL; its database is
 // used for administration, and per-test databases and schemas are made on
 // the same server with the same credentials).
 func Open(ctx context.Context, url string) (*Server, error) {
+	return OpenWithPool(ctx, url, poolSize())
+}
+
+// OpenWithPool is Open with poolSize warm clones per template (0: none).
+func OpenWithPool(ctx context.Context, url string, poolSize int) (*Server, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("isolation: parse postgres URL: %w", err)
@@ -57,11 +66,20 @@ func Open(ctx context.Context, url string) (*Server, error) {
 		pool.Close()
 		return nil, fmt.Errorf("isolation: connect to postgres at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
-	return &Server{url: url, pool: pool, templates: map[string]*templateState{}}, nil
+	s := &Server{url: url, pool: pool, templates: map[string]*templateState{}}
+	if err := s.warm.start(ctx, s, poolSize); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
-// Close closes the admin connections.
-func (s *Server) Close() { s.pool.Close() }
+// Close stops the warm pool, drops its unused clones and the databases
+// waiting to be dropped, and closes the admin connections.
+func (s *Server) Close() {
+	s.warm.stop(s)
+	s.pool.Close()
+}
 
 // URL is the URL the Server was opened with.
 func (s *Server) URL() string { return s.url }
@@ -127,6 +145,13 @@ func (s *Server) CreateDatabase(ctx context.Context, test string, m Migrator) (*
 	tpl, err := s.ensureTemplate(ctx, m)
 	if err != nil {
 		return nil, err
+	}
+	if name, ok := s.warm.take(s, tpl); ok {
+		u, err := withDatabase(s.url, name)
+		if err != nil {
+			return nil, err
+		}
+		return &Database{Name: name, URL: u, Template: tpl}, nil
 	}
 	name := objectName("t_", test)
 	// FILE_COPY: faster than WAL_LOG for small databases (26 ms instead of
@@ -194,6 +219,7 @@ func (s *Server) ensureTemplate(ctx context.Context, m Migrator) (string, error)
 		return "", err
 	}
 	st.ready = true
+	s.warm.fill(s, tpl, st)
 	return tpl, nil
 }
 
