@@ -16,7 +16,7 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v -e /integration -e /examples/shop)
 INTEGRATION_PKGS = ./integration/... ./examples/shop/...
 TEST_FLAGS ?= -race -count=1
 
-.PHONY: help setup images test demo bench clean fmt-check vet build-guard unit integration check-leaks rootless
+.PHONY: help setup images test demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ integration: images
 ROOTLESS_USER ?= cleanroom-rl
 rootless: ## the integration suite again, as an unprivileged user on rootless Podman (when run as root)
 	@if [ "$$(id -u)" = 0 ]; then scripts/rootless-test.sh $(ROOTLESS_USER); fi
+
+bench-compare: images ## the side-by-side benchmark (per-test containers, testcontainers-go, Cleanroom); writes BENCHMARKS.md
+	cd bench && $(GO) run ./cmd/compare -o ../BENCHMARKS.md
 
 check-leaks: ## fail if any cleanroom pod or container is left (after the reapers' grace period)
 	@$(GO) build -o bin/cleanroom ./cmd/cleanroom; \

@@ -170,10 +170,17 @@ type call struct {
 	err  error
 }
 
-// New validates cfg and the services, connects to Podman and returns an
-// Environment. Nothing is created yet: a service's pod and container start
-// on its first use. Close the Environment when done.
+// New validates cfg (with CLEANROOM_* environment variables applied over
+// it) and the services, connects to Podman and returns an Environment.
+// Nothing is created yet: a service's pod and container start on its first
+// use. Close the Environment when done.
 func New(ctx context.Context, cfg Config, services ...Service) (*Environment, error) {
+	// CLEANROOM_* variables are the operator's word: they win over the
+	// program's Config as over cleanroom.toml.
+	cfg.Images = maps.Clone(cfg.Images)
+	if err := applyEnv(&cfg, os.Environ()); err != nil {
+		return nil, err
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}

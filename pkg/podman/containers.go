@@ -300,3 +300,21 @@ func demux(r io.Reader, stdout, stderr io.Writer) error {
 		}
 	}
 }
+
+// ContainerStats is one running container's resource use.
+type ContainerStats struct {
+	ContainerID string  `json:"ContainerID"`
+	Name        string  `json:"Name"`
+	MemUsage    int64   `json:"MemUsage"` // bytes
+	CPU         float64 `json:"CPU"`      // percent
+}
+
+// Stats returns the resource use of every running container.
+func (c *Client) Stats(ctx context.Context) ([]ContainerStats, error) {
+	var out struct {
+		Stats []ContainerStats `json:"Stats"`
+	}
+	q := url.Values{"stream": {"false"}, "all": {"true"}}
+	err := c.call(ctx, "container stats", request{method: http.MethodGet, path: "/containers/stats", query: q}, &out)
+	return out.Stats, err
+}
