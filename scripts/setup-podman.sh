@@ -135,7 +135,9 @@ fi
 if [ ! -d /run/systemd/system ]; then
 	# Without systemd as init, the systemd cgroup manager and journald events
 	# are unavailable.
-	engine+=('cgroup_manager = "cgroupfs"' 'events_logger = "file"')
+	# The file event log is cut at 1 MB by default: a busy test run loses
+	# events that the tests and the benchmark read back.
+	engine+=('cgroup_manager = "cgroupfs"' 'events_logger = "file"' 'events_logfile_max_size = "64m"')
 	why+=("cgroupfs and file events: no systemd")
 fi
 # Rootful Podman 4 sets RLIMIT_NOFILE and RLIMIT_NPROC to 1048576 in every
@@ -251,7 +253,8 @@ driver = "overlay"'
 want_containers="[engine]
 runtime = \"runc\"
 cgroup_manager = \"cgroupfs\"
-events_logger = \"file\""
+events_logger = \"file\"
+events_logfile_max_size = \"64m\""
 user_conf_changed=0
 for pair in "storage.conf:want_storage" "containers.conf:want_containers"; do
 	file=$conf_home/${pair%%:*}
