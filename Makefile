@@ -45,6 +45,7 @@ fmt-check:
 
 vet:
 	@$(GO) vet ./...
+	@cd bench && $(GO) vet ./...
 
 build-guard: ## CGO_ENABLED=0 build without tags; no gpgme or btrfs in the dependencies
 	@scripts/check-build.sh
