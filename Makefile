@@ -16,7 +16,7 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v -e /integration -e /examples/shop)
 INTEGRATION_PKGS = ./integration/... ./examples/shop/...
 TEST_FLAGS ?= -race -count=1
 
-.PHONY: help setup images test demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless
+.PHONY: help setup images test demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless remote
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,7 +36,7 @@ bench: images ## the benchmarks: warm attach (cached, probed), cold start, per-t
 	$(GO) test -run '^$$' -bench Isolation -benchtime 200x ./integration/isolation/
 	$(GO) test -run '^$$' -bench KeepWarm -benchtime 50x ./integration/sharing/
 
-test: images fmt-check vet build-guard unit integration check-leaks rootless ## all checks and tests, as CI runs them
+test: images fmt-check vet build-guard unit integration check-leaks rootless remote ## all checks and tests, as CI runs them
 	@echo "make test: all green"
 
 fmt-check:
@@ -64,6 +64,9 @@ rootless: ## the integration suite again, as an unprivileged user on rootless Po
 
 bench-compare: images ## the side-by-side benchmark (per-test containers, testcontainers-go, Cleanroom); writes BENCHMARKS.md
 	cd bench && $(GO) run ./cmd/compare -o ../BENCHMARKS.md
+
+remote: ## the core scenarios against a Podman reached over ssh (sshd on 127.0.0.1:2222; when run as root)
+	@if [ "$$(id -u)" = 0 ]; then scripts/remote-test.sh $(ROOTLESS_USER); fi
 
 check-leaks: ## fail if any cleanroom pod or container is left (after the reapers' grace period)
 	@$(GO) build -o bin/cleanroom ./cmd/cleanroom; \

@@ -94,7 +94,7 @@ func suiteContainers(t *testing.T, suite string) []podman.ContainerSummary {
 	}
 	var out []podman.ContainerSummary
 	for _, ct := range cts {
-		if !ct.IsInfra {
+		if !ct.IsInfra && ct.Labels[cleanroom.LabelRole] != "snapshot-builder" {
 			out = append(out, ct)
 		}
 	}

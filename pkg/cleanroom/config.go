@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -63,6 +64,11 @@ type Config struct {
 	// Snapshot). TOML: snapshots = false; env CLEANROOM_SNAPSHOTS=false.
 	// Default: snapshots on for services that take them (Postgres).
 	DisableSnapshots bool
+	// BindAddress is the host address services publish their ports on.
+	// TOML: bind_address; env CLEANROOM_BIND_ADDRESS. Default 127.0.0.1:
+	// nothing is reachable from other machines. With a remote engine, set an
+	// address of that host this machine can reach (or 0.0.0.0).
+	BindAddress string
 	// Suite names the suite: every test process with the same suite shares
 	// one pod. TOML: suite; env CLEANROOM_SUITE. Default: a hash of the
 	// module root's path and of the declared services' definitions, so that
@@ -99,6 +105,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.GracePeriod == 0 {
 		c.GracePeriod = DefaultGracePeriod
+	}
+	if c.BindAddress == "" {
+		c.BindAddress = "127.0.0.1"
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -163,6 +172,7 @@ func debugEnabled() bool {
 //	grace_period = 10                      # CLEANROOM_GRACE_PERIOD
 //	keep_warm = 900                        # CLEANROOM_KEEP_WARM (0: off)
 //	snapshots = true                       # CLEANROOM_SNAPSHOTS
+//	bind_address = "127.0.0.1"             # CLEANROOM_BIND_ADDRESS
 //
 //	[cleanroom.images]
 //	postgres = "docker.io/library/postgres:15.10"   # CLEANROOM_POSTGRES_IMAGE
@@ -289,6 +299,12 @@ func ParseConfig(data []byte, source string) (Config, error) {
 				return Config{}, fmt.Errorf("%s: want a name of letters, digits, dots, dashes and underscores (at most 40), got %s", where, tomlType(v))
 			}
 			cfg.Suite = s
+		case k == "bind_address":
+			str, ok := v.(string)
+			if !ok || net.ParseIP(str) == nil {
+				return Config{}, fmt.Errorf("%s: want an IP address (e.g. \"0.0.0.0\" or the engine host's address), got %s", where, tomlType(v))
+			}
+			cfg.BindAddress = str
 		case k == "connection":
 			s, ok := v.(string)
 			if !ok || s == "" {
@@ -319,7 +335,7 @@ func ParseConfig(data []byte, source string) (Config, error) {
 }
 
 func knownKeys() []string {
-	keys := []string{"enable_singleton_containers", "connection", "images", "suite", "snapshots"}
+	keys := []string{"enable_singleton_containers", "connection", "images", "suite", "snapshots", "bind_address"}
 	for k := range durationKeys {
 		keys = append(keys, k)
 	}
@@ -405,6 +421,12 @@ func applyEnv(cfg *Config, environ []string) error {
 	}
 	if v, ok := get("CLEANROOM_CONNECTION"); ok && v != "" {
 		cfg.Connection = v
+	}
+	if v, ok := get("CLEANROOM_BIND_ADDRESS"); ok && v != "" {
+		if net.ParseIP(v) == nil {
+			return fmt.Errorf("environment CLEANROOM_BIND_ADDRESS=%q: want an IP address", v)
+		}
+		cfg.BindAddress = v
 	}
 	if v, ok := get("CLEANROOM_SUITE"); ok && v != "" {
 		if !suiteNameRE.MatchString(v) {

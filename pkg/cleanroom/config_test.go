@@ -49,7 +49,7 @@ anything = "is left alone"
 
 func TestParseConfigErrorsNameKeyAndFile(t *testing.T) {
 	for _, tc := range []struct{ toml, want string }{
-		{"[cleanroom]\ncontainer_startup_timout = 60", "ci/cleanroom.toml: [cleanroom] container_startup_timout: unknown key; known keys: connection, container_health_check_interval"},
+		{"[cleanroom]\ncontainer_startup_timout = 60", "ci/cleanroom.toml: [cleanroom] container_startup_timout: unknown key; known keys: bind_address, connection, container_health_check_interval"},
 		{"[cleanroom]\ncontainer_startup_timeout = \"60s\"", `container_startup_timeout: want whole seconds (e.g. container_startup_timeout = 60), got string "60s"`},
 		{"[cleanroom]\ncontainer_startup_timeout = 1.5", "container_startup_timeout: want whole seconds (e.g. container_startup_timeout = 60), got float 1.5"},
 		{"[cleanroom]\nmax_container_reuse_time = -5", "max_container_reuse_time: must be a positive number of seconds, got -5"},
@@ -57,6 +57,9 @@ func TestParseConfigErrorsNameKeyAndFile(t *testing.T) {
 		{"[cleanroom]\nmax_container_reuse_time = 9223372036854775807", "is too long"},
 		{"[cleanroom]\nenable_singleton_containers = \"yes\"", `enable_singleton_containers: want true or false, got string "yes"`},
 		{"[cleanroom]\nconnection = 5", "connection: want a Podman URI string"},
+		{"[cleanroom]\nbind_address = \"everywhere\"", `bind_address: want an IP address (e.g. "0.0.0.0" or the engine host's address), got string "everywhere"`},
+		{"[cleanroom]\nsuite = \"my suite\"", "suite: want a name of letters, digits"},
+		{"[cleanroom]\nkeep_warm = -1", "keep_warm: must be a positive number of seconds, got -1"},
 		{"[cleanroom]\nimages = \"postgres:15\"", "images: want a table"},
 		{"[cleanroom.images]\npostgres = 15", "images.postgres: want an image reference string, got integer 15"},
 		{"[cleanroom.images]\nBad_Name = \"x\"", "images.Bad_Name: not a service name"},

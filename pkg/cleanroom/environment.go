@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,7 +42,7 @@ const (
 	LabelConfigHash = "io.cleanroom.config-hash" // hash of the service definition (containers) or of the suite
 	LabelCreatedAt  = "io.cleanroom.created-at"  // RFC 3339
 	LabelVersion    = "io.cleanroom.version"     // library version
-	LabelRole       = "io.cleanroom.role"        // "suite", "service" or "per-test" (pods)
+	LabelRole       = "io.cleanroom.role"        // pods: "suite", "service", "per-test", "snapshot"; containers: "service", "snapshot-builder"
 	LabelSecret     = "io.cleanroom.secret"      // the services' password (pods)
 	LabelHost       = "io.cleanroom.host"        // host name of the creating process (pods)
 )
@@ -185,6 +187,12 @@ func New(ctx context.Context, cfg Config, services ...Service) (*Environment, er
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	if eps := podman.Endpoints(podman.Options{URI: cfg.Connection}); len(eps) == 1 {
+		if host := remoteHost(eps[0].URI); host != "" && isLoopback(cfg.BindAddress) {
+			return nil, fmt.Errorf("cleanroom: the Podman engine runs on %s (%s, %s), but services would publish their ports on its loopback address %s, which this machine cannot reach: "+
+				"set bind_address (CLEANROOM_BIND_ADDRESS) to an address of %s this machine can reach, or \"0.0.0.0\" for all of them", host, eps[0].URI, eps[0].Source, cfg.BindAddress, host)
+		}
+	}
 	c, err := dialEngine(ctx, cfg.Connection)
 	if err != nil {
 		return nil, fmt.Errorf("cleanroom: %w", err)
@@ -197,6 +205,7 @@ func New(ctx context.Context, cfg Config, services ...Service) (*Environment, er
 	if pc, ok := c.(*podman.Client); ok {
 		e.secret = suiteSecret(e.suite)
 		e.endpoint = pc.Endpoint()
+
 		e.rootless = sync.OnceValue(func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -559,7 +568,7 @@ func (e *Environment) createOrAdoptPod(ctx context.Context, name string, ports [
 			if info.Labels[podman.LabelManaged] != "true" || info.Labels[LabelSuite] != e.suite {
 				return nil, fmt.Errorf("a pod named %s exists but is not this suite's (labels %v); remove it (podman pod rm -f %s) or choose another suite name", name, info.Labels, name)
 			}
-			p, err := podFromInfo(info)
+			p, err := e.podFromInfo(info)
 			if err != nil {
 				return nil, err
 			}
@@ -587,7 +596,7 @@ func (e *Environment) createOrAdoptPod(ctx context.Context, name string, ports [
 			LabelRole: role, LabelSecret: e.secret, LabelHost: hostname(),
 		})}
 		for _, p := range ports {
-			spec.Ports = append(spec.Ports, podman.Port{ContainerPort: p})
+			spec.Ports = append(spec.Ports, podman.Port{ContainerPort: p, HostIP: e.cfg.BindAddress})
 		}
 		_, err = e.eng.CreatePod(ctx, spec)
 		if errors.Is(err, podman.ErrConflict) && attempt < 5 {
@@ -623,8 +632,16 @@ func hostname() string {
 	return h
 }
 
-func podFromInfo(info *podman.PodInfo) (*pod, error) {
+// podFromInfo reads a pod's published ports and the address this process
+// reaches them on: the bind address on a local engine; the engine host's
+// address on a remote one (ssh://, tcp://) unless the ports are bound to a
+// specific address.
+func (e *Environment) podFromInfo(info *podman.PodInfo) (*pod, error) {
 	p := &pod{name: info.Name, id: info.ID, host: "127.0.0.1", ports: map[uint16]uint16{}, secret: info.Labels[LabelSecret]}
+	remote := e.engineHost()
+	if remote != "" {
+		p.host = remote
+	}
 	for key, addr := range info.Ports {
 		port, proto, _ := strings.Cut(key, "/")
 		n, err := strconv.ParseUint(port, 10, 16)
@@ -632,11 +649,31 @@ func podFromInfo(info *podman.PodInfo) (*pod, error) {
 			continue
 		}
 		p.ports[uint16(n)] = addr.Port
-		if addr.IP != "" && addr.IP != "0.0.0.0" {
+		if addr.IP != "" && addr.IP != "0.0.0.0" && (remote == "" || !isLoopback(addr.IP)) {
 			p.host = addr.IP
 		}
 	}
 	return p, nil
+}
+
+// engineHost is the host of a remote engine's URI ("" for a local socket,
+// or a remote URI that points at this machine).
+func (e *Environment) engineHost() string { return remoteHost(e.endpoint.URI) }
+
+func remoteHost(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil || (u.Scheme != "ssh" && u.Scheme != "tcp") || isLoopback(u.Hostname()) {
+		return ""
+	}
+	return u.Hostname()
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (e *Environment) labels(extra map[string]string) map[string]string {
@@ -752,7 +789,9 @@ func (e *Environment) startContainer(ctx context.Context, p *pod, svc *Service, 
 	spec := podman.ContainerSpec{
 		Name: name, Image: image, Pod: p.id,
 		Env: svc.env, Entrypoint: svc.entrypoint, Command: svc.command, Tmpfs: svc.tmpfs,
-		Labels: e.labels(map[string]string{LabelService: svc.name, LabelConfigHash: defHash}),
+		// The role is set, never inherited: a snapshot image carries its
+		// builder's labels.
+		Labels: e.labels(map[string]string{LabelService: svc.name, LabelConfigHash: defHash, LabelRole: "service"}),
 		// The backstop if every process of ours dies: conmon kills the
 		// container after this, whatever happens to us.
 		Timeout: 2*e.cfg.MaxContainerReuseTime + e.cfg.ContainerStartupTimeout,
@@ -802,6 +841,9 @@ func (e *Environment) readyFailure(ctx context.Context, svc *Service, c *Contain
 		e.removeContainer(ctx, c)
 	}
 	msg := fmt.Sprintf("start %s: wait ready (%s): %v", svc.name, e.cfg.ContainerStartupTimeout, err)
+	if host := e.engineHost(); host != "" {
+		msg += fmt.Sprintf("\n(the engine is remote: check that %s accepts connections to the published ports from this machine — firewall, bind_address %s)", host, e.cfg.BindAddress)
+	}
 	if lerr == nil {
 		msg += fmt.Sprintf("\nlast %d log lines of %s:\n  %s", len(lines), c.Name, strings.Join(lines, "\n  "))
 	}

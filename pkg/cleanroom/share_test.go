@@ -124,3 +124,36 @@ func TestForeignPodIsNotAdopted(t *testing.T) {
 		t.Errorf("a pod of ours by name but not by labels: %v", err)
 	}
 }
+
+func TestRemoteEngineAddresses(t *testing.T) {
+	e, _, _ := testEnv(t, Config{BindAddress: "0.0.0.0"}, Postgres())
+	info := &podman.PodInfo{ID: "p", Name: "n", Labels: map[string]string{}, Ports: map[string]podman.HostAddr{"5432/tcp": {IP: "0.0.0.0", Port: 40001}}}
+	for _, tc := range []struct {
+		uri, host string
+	}{
+		{"unix:///run/podman/podman.sock", "127.0.0.1"},
+		{"ssh://me@127.0.0.1:2222/run/podman/podman.sock", "127.0.0.1"},
+		{"ssh://me@db-host.example:22/run/podman/podman.sock", "db-host.example"},
+		{"tcp://10.1.2.3:8888", "10.1.2.3"},
+	} {
+		e.endpoint = podman.Endpoint{URI: tc.uri}
+		p, err := e.podFromInfo(info)
+		if err != nil || p.host != tc.host || p.ports[5432] != 40001 {
+			t.Errorf("%s: host %q port %d, %v; want %s", tc.uri, p.host, p.ports[5432], err, tc.host)
+		}
+	}
+	// Ports bound to one address of the remote host are reached there.
+	info.Ports["5432/tcp"] = podman.HostAddr{IP: "10.9.9.9", Port: 40001}
+	e.endpoint = podman.Endpoint{URI: "ssh://me@db-host.example/run/podman/podman.sock"}
+	if p, _ := e.podFromInfo(info); p.host != "10.9.9.9" {
+		t.Errorf("bound to 10.9.9.9: host %q", p.host)
+	}
+}
+
+func TestRemoteEngineWithLoopbackBindingIsRefused(t *testing.T) {
+	t.Setenv("CONTAINER_HOST", "")
+	_, err := New(context.Background(), Config{Connection: "ssh://me@db-host.example/run/podman/podman.sock"}, Postgres())
+	if err == nil || !strings.Contains(err.Error(), "bind_address") || !strings.Contains(err.Error(), "db-host.example") {
+		t.Errorf("a remote engine with ports on its loopback: %v", err)
+	}
+}
