@@ -16,7 +16,7 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v -e /integration -e /examples/shop)
 INTEGRATION_PKGS = ./integration/... ./examples/shop/...
 TEST_FLAGS ?= -race -count=1
 
-.PHONY: help setup images test demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless remote
+.PHONY: help setup images registry test demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless remote
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,8 +53,12 @@ build-guard: ## CGO_ENABLED=0 build without tags; no gpgme or btrfs in the depen
 unit:
 	$(GO) test $(TEST_FLAGS) $(UNIT_PKGS)
 
-integration: images
+integration: images registry
 	$(GO) test $(TEST_FLAGS) $(INTEGRATION_PKGS)
+
+registry: images ## a local distribution registry on 127.0.0.1:5000 holding the local images (for the pull tests)
+	@if [ "$$(id -u)" = 0 ]; then scripts/setup-registry.sh; \
+	elif ! curl -s -o /dev/null --max-time 2 http://127.0.0.1:5000/v2/; then sudo scripts/setup-registry.sh; fi
 
 # As root, the integration suite runs a second time as ROOTLESS_USER on that
 # user's rootless Podman; as any other user, make test is rootless already.

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-multierror"
+	"golang.org/x/term"
 
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
@@ -44,6 +45,9 @@ commands:
                               --snapshots: also the snapshot images of start-up state);
                               nothing without that label is ever touched
   clean [--dry-run]           the same as gc --all
+  pull [IMAGE…]               pull the images the suite here declares (the Postgres and Redis
+                              images, [cleanroom.images] of cleanroom.toml, CLEANROOM_*_IMAGE),
+                              or the given ones, with progress
   doctor                      check the engine, runtime, limits and images; exit 1 on problems
   version                     print the version
 
@@ -78,7 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
-	case "ps", "gc", "clean", "doctor":
+	case "ps", "gc", "clean", "doctor", "pull":
 	default:
 		fmt.Fprintf(stderr, "cleanroom: unknown command %q\n%s", cmd, usage)
 		return 2
@@ -100,6 +104,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "ps":
 		err = ps(ctx, c, stdout)
+	case "pull":
+		err = pull(ctx, c, fs.Args(), stdout)
 	case "clean":
 		err = gc(ctx, c, true, *dry, stdout)
 	default:
@@ -296,6 +302,46 @@ func gcSnapshots(ctx context.Context, c *podman.Client, dry bool, out io.Writer)
 			result = multierror.Append(result, err)
 		default:
 			fmt.Fprintf(out, "removed snapshot %s\n", name)
+		}
+	}
+	return result.ErrorOrNil()
+}
+
+// pull fetches every image the suite here declares (or the given ones)
+// that the engine lacks, with per-layer progress on a terminal.
+func pull(ctx context.Context, c *podman.Client, images []string, out io.Writer) error {
+	if len(images) == 0 {
+		cfg, err := cleanroom.LoadConfig("")
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, svc := range []cleanroom.Service{cleanroom.Postgres(), cleanroom.Redis()} {
+			img := svc.Image()
+			if o := cfg.Images[svc.Name()]; o != "" {
+				img = o
+			}
+			images = append(images, img)
+			seen[svc.Name()] = true
+		}
+		for name, img := range cfg.Images {
+			if !seen[name] {
+				images = append(images, img)
+			}
+		}
+	}
+	terminal := false
+	if f, ok := out.(*os.File); ok {
+		terminal = term.IsTerminal(int(f.Fd()))
+	}
+	var result *multierror.Error
+	for _, img := range images {
+		if ok, err := c.ImageExists(ctx, img); err == nil && ok {
+			fmt.Fprintf(out, "present %s\n", img)
+			continue
+		}
+		if err := cleanroom.PullWithProgress(ctx, c, img, cleanroom.PullOptions{Output: out, Terminal: terminal}); err != nil {
+			result = multierror.Append(result, err)
 		}
 	}
 	return result.ErrorOrNil()

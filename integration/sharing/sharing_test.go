@@ -213,6 +213,8 @@ func TestSIGKILLedTestProcessLeavesNothing(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		// Whatever fails below, the victim does not outlive the test.
+		t.Cleanup(func() { _ = cmd.Process.Kill() })
 		ready := make(chan string, 1)
 		go func() {
 			sc := bufio.NewScanner(stdout)

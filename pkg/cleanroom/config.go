@@ -64,6 +64,11 @@ type Config struct {
 	// Snapshot). TOML: snapshots = false; env CLEANROOM_SNAPSHOTS=false.
 	// Default: snapshots on for services that take them (Postgres).
 	DisableSnapshots bool
+	// PullTimeout bounds pulling a missing image, before the start-up
+	// timeout begins. TOML: pull_timeout (seconds); env
+	// CLEANROOM_PULL_TIMEOUT. Default 10 min. A pull that reports no
+	// progress for 30 s fails sooner, naming the image and the registry.
+	PullTimeout time.Duration
 	// BindAddress is the host address services publish their ports on.
 	// TOML: bind_address; env CLEANROOM_BIND_ADDRESS. Default 127.0.0.1:
 	// nothing is reachable from other machines. With a remote engine, set an
@@ -106,6 +111,9 @@ func (c Config) withDefaults() Config {
 	if c.GracePeriod == 0 {
 		c.GracePeriod = DefaultGracePeriod
 	}
+	if c.PullTimeout == 0 {
+		c.PullTimeout = DefaultPullTimeout
+	}
 	if c.BindAddress == "" {
 		c.BindAddress = "127.0.0.1"
 	}
@@ -140,6 +148,7 @@ func (c Config) validate() error {
 		{"max_container_reuse_time", c.MaxContainerReuseTime},
 		{"grace_period", c.GracePeriod},
 		{"keep_warm", c.KeepWarm},
+		{"pull_timeout", c.PullTimeout},
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("%s: %s is negative (%s); use a positive duration", c.Source, d.key, d.v)
@@ -173,6 +182,7 @@ func debugEnabled() bool {
 //	keep_warm = 900                        # CLEANROOM_KEEP_WARM (0: off)
 //	snapshots = true                       # CLEANROOM_SNAPSHOTS
 //	bind_address = "127.0.0.1"             # CLEANROOM_BIND_ADDRESS
+//	pull_timeout = 600                     # CLEANROOM_PULL_TIMEOUT
 //
 //	[cleanroom.images]
 //	postgres = "docker.io/library/postgres:15.10"   # CLEANROOM_POSTGRES_IMAGE
@@ -237,6 +247,7 @@ var durationKeys = map[string]func(*Config) *time.Duration{
 	"max_container_reuse_time":        func(c *Config) *time.Duration { return &c.MaxContainerReuseTime },
 	"grace_period":                    func(c *Config) *time.Duration { return &c.GracePeriod },
 	"keep_warm":                       func(c *Config) *time.Duration { return &c.KeepWarm },
+	"pull_timeout":                    func(c *Config) *time.Duration { return &c.PullTimeout },
 }
 
 // zeroAllowed are the duration keys for which 0 means "off".

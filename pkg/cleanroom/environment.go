@@ -494,9 +494,13 @@ func (e *Environment) checkRunning(ctx context.Context, id string) error {
 // a shared pod another process may be making it at the same time: then
 // this one adopts the other's (see ensureContainer).
 func (e *Environment) create(ctx context.Context, ent *entry, old *Container) (*Container, error) {
-	// Creation outlives the caller that triggered it (others wait for it),
-	// bounded by the start-up timeout.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ContainerStartupTimeout)
+	// Creation outlives the caller that triggered it (others wait for it).
+	// A pull has its own timeout; the rest is bounded by the start-up one.
+	ctx = context.WithoutCancel(ctx)
+	if err := e.ensureImage(ctx, ent.svc); err != nil {
+		return nil, fmt.Errorf("start %s: image %s: %w", ent.svc.name, ent.svc.image, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.ContainerStartupTimeout)
 	defer cancel()
 	if old != nil {
 		if err := e.eng.RemoveContainer(ctx, old.ID); err != nil && !errors.Is(err, podman.ErrNotFound) {
@@ -774,9 +778,6 @@ func (e *Environment) startContainer(ctx context.Context, p *pod, svc *Service, 
 	fail := func(step string, err error) (*Container, error) {
 		return nil, fmt.Errorf("start %s: %s: %w", svc.name, step, err)
 	}
-	if err := e.ensureImage(ctx, svc); err != nil {
-		return fail("image "+svc.image, err)
-	}
 	image := svc.image
 	snapRef, snapKey, baseID := e.snapshotRef(ctx, svc, p.secret)
 	fromSnapshot := false
@@ -894,16 +895,19 @@ func (e *Environment) waitReady(ctx context.Context, svc *Service, c *Container)
 	}), readyPolling)
 }
 
-// ensureImage pulls the service's image when the engine does not have it.
+// ensureImage pulls the service's image when the engine does not have it,
+// with progress where someone can watch (see pullOutput), bounded by the
+// pull timeout, not the start-up timeout.
 func (e *Environment) ensureImage(ctx context.Context, svc *Service) error {
 	ok, err := e.eng.ImageExists(ctx, svc.image)
 	if err != nil || ok {
 		return err
 	}
 	e.log.Info("cleanroom: pulling image", "image", svc.image)
+	out, terminal := pullOutput()
 	began := time.Now()
-	err = e.eng.Pull(ctx, svc.image, func(ev podman.PullEvent) {
-		e.log.Debug("cleanroom: pull", "image", svc.image, "status", ev.Status, "layer", ev.Layer, "current", ev.Current, "total", ev.Total)
+	err = PullWithProgress(ctx, pullLogger{e.eng, e.log, svc.image}, svc.image, PullOptions{
+		Timeout: e.cfg.PullTimeout, Output: out, Terminal: terminal,
 	})
 	if err != nil {
 		env := "CLEANROOM_" + strings.ToUpper(strings.ReplaceAll(svc.name, "-", "_")) + "_IMAGE"
@@ -911,6 +915,20 @@ func (e *Environment) ensureImage(ctx context.Context, svc *Service) error {
 	}
 	e.log.Info("cleanroom: pulled image", "image", svc.image, "took", time.Since(began).Round(time.Millisecond))
 	return nil
+}
+
+// pullLogger passes pull events on to the debug log too.
+type pullLogger struct {
+	eng   engine
+	log   *slog.Logger
+	image string
+}
+
+func (p pullLogger) Pull(ctx context.Context, ref string, progress func(podman.PullEvent)) error {
+	return p.eng.Pull(ctx, ref, func(ev podman.PullEvent) {
+		p.log.Debug("cleanroom: pull", "image", p.image, "status", ev.Status, "layer", ev.Layer, "current", ev.Current, "total", ev.Total)
+		progress(ev)
+	})
 }
 
 // Reset returns service name to an empty state: Postgres truncates every
@@ -947,7 +965,11 @@ func (e *Environment) Reset(ctx context.Context, name string) error {
 
 // perTestContainer starts svc in a pod of its own, for one test.
 func (e *Environment) perTestContainer(ctx context.Context, svc *Service) (*Container, func() error, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ContainerStartupTimeout)
+	ctx = context.WithoutCancel(ctx)
+	if err := e.ensureImage(ctx, svc); err != nil {
+		return nil, nil, fmt.Errorf("start %s: image %s: %w", svc.name, svc.image, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.ContainerStartupTimeout)
 	defer cancel()
 	if err := e.ensureLease(ctx); err != nil {
 		return nil, nil, fmt.Errorf("start %s: %w", svc.name, err)
