@@ -48,6 +48,8 @@ commands:
   pull [IMAGE…]               pull the images the suite here declares (the Postgres and Redis
                               images, [cleanroom.images] of cleanroom.toml, CLEANROOM_*_IMAGE),
                               or the given ones, with progress
+  kube [POD]                  the suite pod (default: the only one) as Kubernetes YAML, made by
+                              Podman's generator, the password in a Secret
   doctor                      check the engine, runtime, limits and images; exit 1 on problems
   version                     print the version
 
@@ -82,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
-	case "ps", "gc", "clean", "doctor", "pull":
+	case "ps", "gc", "clean", "doctor", "pull", "kube":
 	default:
 		fmt.Fprintf(stderr, "cleanroom: unknown command %q\n%s", cmd, usage)
 		return 2
@@ -106,6 +108,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = ps(ctx, c, stdout)
 	case "pull":
 		err = pull(ctx, c, fs.Args(), stdout)
+	case "kube":
+		err = kube(ctx, c, fs.Args(), stdout)
 	case "clean":
 		err = gc(ctx, c, true, *dry, stdout)
 	default:
@@ -345,4 +349,34 @@ func pull(ctx context.Context, c *podman.Client, images []string, out io.Writer)
 		}
 	}
 	return result.ErrorOrNil()
+}
+
+// kube writes a suite pod as Kubernetes YAML.
+func kube(ctx context.Context, c *podman.Client, args []string, out io.Writer) error {
+	var pod string
+	switch len(args) {
+	case 1:
+		pod = args[0]
+	case 0:
+		pods, err := c.ListPods(ctx, map[string]string{podman.LabelManaged: "true", cleanroom.LabelRole: "suite"})
+		if err != nil {
+			return err
+		}
+		if len(pods) != 1 {
+			var names []string
+			for _, p := range pods {
+				names = append(names, p.Name)
+			}
+			return fmt.Errorf("name the pod: %d suite pods run (%s); start the suite's services first (keep_warm keeps them)", len(pods), strings.Join(names, ", "))
+		}
+		pod = pods[0].Name
+	default:
+		return errors.New("usage: cleanroom kube [POD]")
+	}
+	y, err := cleanroom.KubeYAML(ctx, c, pod)
+	if err != nil {
+		return err
+	}
+	_, err = out.Write(y)
+	return err
 }

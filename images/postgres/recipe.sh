@@ -26,7 +26,7 @@ CHANGES=(
 	'WORKDIR /var/lib/postgresql'
 	'EXPOSE 5432'
 	'STOPSIGNAL SIGINT'
-	'ENTRYPOINT ["docker-entrypoint.sh"]'
+	'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]'
 	'CMD ["postgres"]'
 )
 

@@ -8,11 +8,12 @@ INCLUDE=redis-server
 EXCLUDE=()
 USERS=(redis:999:/var/lib/redis)
 CHANGES=(
+	'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 	'ENV LANG=C.UTF-8'
 	'USER redis'
 	'WORKDIR /data'
 	'EXPOSE 6379'
-	'ENTRYPOINT ["docker-entrypoint.sh"]'
+	'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]'
 	'CMD ["redis-server"]'
 )
 
