@@ -22,16 +22,8 @@ type TestingM interface {
 }
 
 // TB is what the per-test helpers need of *testing.T, *testing.B and
-// *testing.F.
-type TB interface {
-	Helper()
-	Fatalf(format string, args ...any)
-	Errorf(format string, args ...any)
-	Logf(format string, args ...any)
-	Cleanup(func())
-	Name() string
-	Failed() bool
-}
+// *testing.F: the same as package isolation's, whose helpers they call.
+type TB = isolation.TB
 
 // Hooks for tests of Main: exit ends the process, stderr takes Main's
 // messages, notify delivers termination signals.
