@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
+	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
@@ -187,15 +188,21 @@ func TestTinyMaxReuseTimeReplacesAtAttach(t *testing.T) {
 
 func TestReadinessTimeoutCarriesTheLogTail(t *testing.T) {
 	t.Parallel()
+	// A protocol probe (HTTP): rootless Podman's port forwarder accepts a
+	// TCP connection to a port nothing listens on, so a bare TCP connect
+	// is only a heuristic there (see healthcheck.TCPSettle).
 	svc := cleanroom.Generic("stuck", busyboxImage, cleanroom.Port(7000),
-		cleanroom.Cmd("sh", "-c", `for i in $(seq 1 80); do echo "boot step $i"; done; echo "FATAL: config missing"; exec sleep 600`))
+		cleanroom.Cmd("sh", "-c", `for i in $(seq 1 80); do echo "boot step $i"; done; echo "FATAL: config missing"; exec sleep 600`),
+		cleanroom.Ready(func(c *cleanroom.Container) healthcheck.Probe {
+			return healthcheck.HTTP("http://"+c.Addr(7000)+"/ready", 200)
+		}))
 	env, _ := newEnv(t, cleanroom.Config{ContainerStartupTimeout: 3 * time.Second}, svc)
 	_, err := env.Get(context.Background(), "stuck")
 	if err == nil {
 		t.Fatal("a service that never listens became ready")
 	}
 	msg := err.Error()
-	for _, want := range []string{"start stuck: wait ready (3s)", "tcp connect 127.0.0.1:", "last 50 log lines", "boot step 80", "FATAL: config missing"} {
+	for _, want := range []string{"start stuck: wait ready (3s)", "http GET http://127.0.0.1:", "last 50 log lines", "boot step 80", "FATAL: config missing"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error does not say %q:\n%s", want, msg)
 		}

@@ -203,8 +203,16 @@ func New(ctx context.Context, cfg Config, services ...Service) (*Environment, er
 		return nil, err
 	}
 	if pc, ok := c.(*podman.Client); ok {
-		e.secret = suiteSecret(e.suite)
 		e.endpoint = pc.Endpoint()
+		if e.engineHost() != "" && cfg.Suite == "" {
+			// A remote engine may serve several machines whose checkouts sit
+			// at the same path: their leases are local, so their suites
+			// must not meet.
+			e.suite = hash(e.suite + "\x00" + hostname())[:12]
+			e.podName = "cleanroom-" + e.suite
+			e.prefix = e.podName + "-" + e.run
+		}
+		e.secret = suiteSecret(e.suite)
 
 		e.rootless = sync.OnceValue(func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

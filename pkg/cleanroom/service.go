@@ -267,10 +267,12 @@ func Redis(opts ...Option) Service {
 }
 
 // Generic is any image as a service. Give it ports with Port; its default
-// readiness probe is a TCP connect to the first port (healthcheck.TCPSettle:
-// on rootless Podman it waits half a second to tell a listening service
-// from the port forwarder; for a protocol-level check, set Ready); without
-// ports, a running container counts as ready.
+// readiness probe is a TCP connect to the first port. On rootless Podman
+// that is a heuristic: the port forwarder accepts connections to ports
+// nothing listens on and hangs up later (0.2 s idle, more under load), so
+// the probe waits half a second for that (healthcheck.TCPSettle). Set a
+// protocol probe with Ready (HTTP, Postgres, Redis, your own) wherever you
+// can. Without ports, a running container counts as ready.
 func Generic(name, image string, opts ...Option) Service {
 	s := Service{name: name, kind: "generic", image: image, env: map[string]string{}}
 	for _, o := range opts {
