@@ -1,8 +1,9 @@
 # Cleanroom — every target sets up what it needs, idempotently.
 #   make demo   run the example shop's tests: 3 packages on a shared Postgres
 #               and Redis, with per-package start-up times and reuse counts
-#   make test   everything CI runs: setup, images, gofmt, vet, build guard,
-#               unit and integration tests with -race, leak check
+#   make test   everything CI runs: setup, images, registry, gofmt, vet, build
+#               guard, unit and integration tests with -race, leak check, and
+#               (as root) the integration suite again rootless and over ssh
 
 SHELL := /bin/bash
 GO ?= go
