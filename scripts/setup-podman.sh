@@ -246,10 +246,21 @@ if [ ! -d "$run_dir/podman" ]; then
 	install -d -o "$u" -g "$(id -g "$u")" -m 0700 "$run_dir" "$run_dir/podman"
 	say "created XDG_RUNTIME_DIR $run_dir for $u"
 fi
-as_user() { runuser -u "$u" -- env HOME="$home" XDG_RUNTIME_DIR="$run_dir" PATH="$PATH" "$@"; }
+# The user's own environment, nothing of root's: a rootless engine reads
+# its configuration from it.
+as_user() {
+	(cd "$home" && runuser -u "$u" -- env -i HOME="$home" USER="$u" LOGNAME="$u" XDG_RUNTIME_DIR="$run_dir" \
+		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@")
+}
 conf_home=$home/.config/containers
-want_storage='[storage]
-driver = "overlay"'
+# runroot and graphroot spelled out (they are Podman's rootless defaults):
+# with a storage.conf that names only the driver, Podman 4.3's API service
+# works until something makes it re-read the file, and then fails commits
+# with "runroot must be set".
+want_storage="[storage]
+driver = \"overlay\"
+runroot = \"$run_dir/containers\"
+graphroot = \"$home/.local/share/containers/storage\""
 want_containers="[engine]
 runtime = \"runc\"
 cgroup_manager = \"cgroupfs\"
@@ -273,8 +284,7 @@ if [ $user_conf_changed = 1 ]; then
 fi
 if ! ping_socket "$user_sock"; then
 	rm -f "$user_sock"
-	runuser -u "$u" -- env HOME="$home" XDG_RUNTIME_DIR="$run_dir" PATH="$PATH" \
-		setsid nohup podman system service --time=0 "unix://$user_sock" </dev/null >>"$log_dir/podman-service-$u.log" 2>&1 &
+	as_user setsid nohup podman system service --time=0 "unix://$user_sock" </dev/null >>"$log_dir/podman-service-$u.log" 2>&1 &
 	for _ in $(seq 1 100); do
 		ping_socket "$user_sock" && break
 		sleep 0.1
