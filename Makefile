@@ -17,7 +17,7 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v -e /integration -e /examples/shop)
 INTEGRATION_PKGS = ./integration/... ./examples/shop/...
 TEST_FLAGS ?= -race -count=1
 
-.PHONY: help setup images registry test demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless remote
+.PHONY: help setup images registry test test-steps demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless remote
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,7 +37,14 @@ bench: images ## the benchmarks: warm attach (cached, probed), cold start, per-t
 	$(GO) test -run '^$$' -bench Isolation -benchtime 200x ./integration/isolation/
 	$(GO) test -run '^$$' -bench KeepWarm -benchtime 50x ./integration/sharing/
 
-test: images fmt-check vet build-guard unit integration check-leaks rootless remote ## all checks and tests, as CI runs them
+# One make test at a time per user and machine: two runs share the engine,
+# and each one's leak check would count the other's pods in use.
+test: ## all checks and tests, as CI runs them
+	@lock=/tmp/cleanroom-make-test-$$(id -u).lock; \
+	flock -n "$$lock" true || echo "make test: another make test of this user is running on this engine; waiting for it to end"; \
+	flock "$$lock" $(MAKE) --no-print-directory test-steps
+
+test-steps: images fmt-check vet build-guard unit integration check-leaks rootless remote
 	@echo "make test: all green"
 
 fmt-check:
