@@ -130,7 +130,13 @@ func (w *warmPool) fill(s *Server, tpl string, st *templateState) {
 		for {
 			for len(st.clones) < cap(st.clones) {
 				name := "tp_" + w.owner + "_" + randomToken()
-				_, err := s.pool.Exec(w.ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(tpl)+" STRATEGY FILE_COPY")
+				// Not cancelled by stop: a CREATE DATABASE cancelled in
+				// flight may still complete on the server, after the
+				// client gave up on it, and leave a clone nobody drops.
+				// stop waits for this one (about 20 ms) instead.
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				_, err := s.pool.Exec(ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(tpl)+" STRATEGY FILE_COPY")
+				cancel()
 				if w.ctx.Err() != nil {
 					if err == nil {
 						w.dropLater(s, name)
