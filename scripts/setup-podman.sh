@@ -254,9 +254,9 @@ as_user() {
 }
 conf_home=$home/.config/containers
 # runroot and graphroot spelled out (they are Podman's rootless defaults):
-# with a storage.conf that names only the driver, Podman 4.3's API service
-# works until something makes it re-read the file, and then fails commits
-# with "runroot must be set".
+# with a storage.conf that names only the driver, the rootless API service
+# of Podman 4.3 was seen failing commits with "runroot must be set" in the
+# middle of a test run.
 want_storage="[storage]
 driver = \"overlay\"
 runroot = \"$run_dir/containers\"
