@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
-	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
 // Run with: make bench (go test -run '^$' -bench . -benchtime 5x ./integration/)
@@ -86,6 +85,7 @@ func BenchmarkColdStartFromSnapshot(b *testing.B) {
 	suite := "bench-snap-" + randomHex(4)
 	cfg := cleanroom.Config{Suite: suite, GracePeriod: time.Millisecond, Images: map[string]string{"postgres": postgresImage}}
 	var readyIn time.Duration
+	pc := connect(b)
 	run := func(timed bool) cleanroom.Stats {
 		env, err := cleanroom.New(ctx, cfg, cleanroom.Postgres())
 		if err != nil {
@@ -107,8 +107,6 @@ func BenchmarkColdStartFromSnapshot(b *testing.B) {
 			b.Fatal(err)
 		}
 		// The next start must not adopt this pod: wait for the reaper.
-		pc, _ := podman.Connect(ctx, podman.Options{})
-		defer pc.Close()
 		for i := 0; i < 100; i++ {
 			if _, err := pc.InspectPod(ctx, "cleanroom-"+suite); err != nil {
 				break
@@ -120,11 +118,9 @@ func BenchmarkColdStartFromSnapshot(b *testing.B) {
 	b.StopTimer()
 	run(false) // makes the snapshot
 	defer func() {
-		c, _ := podman.Connect(ctx, podman.Options{})
-		defer c.Close()
-		imgs, _ := c.ListImages(ctx, map[string]string{cleanroom.LabelSuite: suite})
+		imgs, _ := pc.ListImages(ctx, map[string]string{cleanroom.LabelSuite: suite})
 		for _, img := range imgs {
-			_ = c.RemoveImage(ctx, img.ID)
+			_ = pc.RemoveImage(ctx, img.ID)
 		}
 	}()
 	for range b.N {

@@ -88,11 +88,7 @@ func TestMakeCleanRemovesOnlyLabelledObjects(t *testing.T) {
 	t.Parallel()
 	uri := privateEngine(t)
 	ctx := context.Background()
-	c, err := podman.Connect(ctx, podman.Options{URI: uri})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := connectTo(t, uri)
 
 	// Labelled: a pod with a container, and a container on its own.
 	if _, err := c.CreatePod(ctx, podman.PodSpec{Name: "labelled-pod"}); err != nil {

@@ -111,11 +111,7 @@ func TestGCRemovesStaleOnlyAndNeverUnlabelled(t *testing.T) {
 	t.Parallel()
 	uri := privateEngine(t)
 	ctx := context.Background()
-	c, err := podman.Connect(ctx, podman.Options{URI: uri})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := connectTo(t, uri)
 	me, _ := os.Hostname()
 	// A suite pod nobody holds (its suite has no lease files here), a
 	// per-test pod of a process that is gone, and one made on another host.

@@ -101,13 +101,20 @@ func leftovers(c *podman.Client, labels map[string]string) string {
 }
 
 // connect returns a client of the default service, closed with the test.
-func connect(t *testing.T) *podman.Client {
-	t.Helper()
-	c, err := podman.Connect(context.Background(), podman.Options{})
+func connect(tb testing.TB) *podman.Client {
+	tb.Helper()
+	return connectTo(tb, "")
+}
+
+// connectTo is connect for the engine at uri ("" resolves it as the
+// library does).
+func connectTo(tb testing.TB, uri string) *podman.Client {
+	tb.Helper()
+	c, err := podman.Connect(context.Background(), podman.Options{URI: uri})
 	if err != nil {
-		t.Fatalf("connect: %v", err)
+		tb.Fatalf("connect: %v", err)
 	}
-	t.Cleanup(func() { c.Close() })
+	tb.Cleanup(func() { c.Close() })
 	return c
 }
 
