@@ -14,6 +14,7 @@ import (
 
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
+	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
@@ -328,6 +329,48 @@ func TestResetEmptiesTablesAndKeys(t *testing.T) {
 		if err != nil || n != 0 {
 			t.Errorf("redis db %d after Reset: %d keys, %v", db, n, err)
 		}
+	}
+}
+
+// A suite-wide Reset must not take a leased Redis database away from the
+// test (maybe of another process) that holds it.
+func TestResetKeepsLeasedRedisDatabases(t *testing.T) {
+	t.Parallel()
+	env, _ := newEnv(t, cleanroom.Config{}, cleanroom.Redis())
+	ctx := context.Background()
+	rd := env.Redis(t)
+	lease, err := isolation.LeaseDB(ctx, rd.Options(), t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lease.Release(ctx) }()
+	if err := lease.Client.Set(ctx, "mine", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	free := redis.NewClient(&redis.Options{Addr: rd.Addr(), Password: rd.Password(), DB: lease.DB + 1})
+	defer free.Close()
+	if err := free.Set(ctx, "stray", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := env.Reset(ctx, "redis"); err != nil {
+		t.Fatal(err)
+	}
+
+	if n, err := lease.Client.Exists(ctx, "mine").Result(); err != nil || n != 1 {
+		t.Errorf("the leased database %d lost its key in Reset: %d, %v", lease.DB, n, err)
+	}
+	if n, err := free.DBSize(ctx).Result(); err != nil || n != 0 {
+		t.Errorf("unleased database %d after Reset: %d keys, %v", lease.DB+1, n, err)
+	}
+	// The lease itself is still there: nobody else gets the database.
+	other, err := isolation.LeaseDB(ctx, rd.Options(), "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Release(ctx) }()
+	if other.DB == lease.DB {
+		t.Errorf("after Reset, database %d was leased a second time", lease.DB)
 	}
 }
 

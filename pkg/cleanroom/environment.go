@@ -941,8 +941,9 @@ func (p pullLogger) Pull(ctx context.Context, ref string, progress func(podman.P
 
 // Reset returns service name to an empty state: Postgres truncates every
 // user table (RESTART IDENTITY CASCADE) and resets search_path settings;
-// Redis flushes every logical database; a Generic service runs its
-// ResetWith function or ResetCommand.
+// Redis flushes every logical database not leased to a test (FLUSHDB on
+// each; leases of isolation.LeaseDB and their data stay); a Generic
+// service runs its ResetWith function or ResetCommand.
 func (e *Environment) Reset(ctx context.Context, name string) error {
 	ent, err := e.lookup(name, nil)
 	if err != nil {

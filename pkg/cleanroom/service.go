@@ -349,9 +349,10 @@ func resetPostgres(ctx context.Context, c *Container) error {
 	return nil
 }
 
-// resetRedis empties every logical database (FLUSHDB on each: FLUSHALL).
+// resetRedis is FLUSHDB on every logical database but those leased to a
+// test (isolation.LeaseDB) and the lease records: the suite's Redis is
+// shared by every test process of the run, and a FLUSHALL would hand a
+// leased database to a second test.
 func resetRedis(ctx context.Context, c *Container) error {
-	rdb := redis.NewClient(&redis.Options{Addr: c.Addr(redisPort), Password: c.secret, MaxRetries: -1})
-	defer rdb.Close()
-	return rdb.FlushAll(ctx).Err()
+	return isolation.FlushUnleased(ctx, &redis.Options{Addr: c.Addr(redisPort), Password: c.secret, MaxRetries: -1})
 }

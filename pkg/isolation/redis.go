@@ -231,3 +231,71 @@ func FlushDB(ctx context.Context, c *redis.Client) error {
 	}
 	return nil
 }
+
+// FlushUnleased empties the server that opts describe (its DB field is
+// ignored) as FLUSHDB on each logical database would, except for what
+// leases hold: a database leased by LeaseDB keeps its data, and database 0
+// keeps the lease records, so a test holding a lease is not disturbed. A
+// database leased while FlushUnleased runs may still be flushed, as
+// LeaseDB itself flushes it.
+func FlushUnleased(ctx context.Context, opts *redis.Options) error {
+	o := *opts
+	o.DB = 0
+	admin := redis.NewClient(&o)
+	defer admin.Close()
+	n, err := databases(ctx, admin)
+	if err != nil {
+		return fmt.Errorf("isolation: flush redis: %w", err)
+	}
+	conn := admin.Conn()
+	defer conn.Close()
+	for db := 0; db < n; db++ {
+		if db > 0 {
+			held, err := admin.Exists(ctx, LeaseKeyPrefix+strconv.Itoa(db)).Result()
+			if err != nil {
+				return fmt.Errorf("isolation: flush redis database %d: %w", db, err)
+			}
+			if held > 0 {
+				continue
+			}
+			if err := conn.Select(ctx, db).Err(); err != nil {
+				return fmt.Errorf("isolation: flush redis database %d: %w", db, err)
+			}
+			if err := conn.FlushDB(ctx).Err(); err != nil {
+				return fmt.Errorf("isolation: flush redis database %d: %w", db, err)
+			}
+			continue
+		}
+		if err := deleteAllBut(ctx, admin, LeaseKeyPrefix); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteAllBut deletes every key of c's database that does not start with
+// keep.
+func deleteAllBut(ctx context.Context, c *redis.Client, keep string) error {
+	var cursor uint64
+	for {
+		keys, next, err := c.Scan(ctx, cursor, "*", 1000).Result()
+		if err != nil {
+			return fmt.Errorf("isolation: flush redis database 0: %w", err)
+		}
+		del := keys[:0]
+		for _, k := range keys {
+			if !strings.HasPrefix(k, keep) {
+				del = append(del, k)
+			}
+		}
+		if len(del) > 0 {
+			if err := c.Unlink(ctx, del...).Err(); err != nil {
+				return fmt.Errorf("isolation: flush redis database 0: %w", err)
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
