@@ -267,3 +267,48 @@ func TestTruncateWithExcludes(t *testing.T) {
 		t.Errorf("after Truncate: t01 %d rows, items %d rows, next id %d; want 0, 1, 1", t01, items, next)
 	}
 }
+
+// Truncate, and so a suite-wide Reset, leaves the schemas of NewSchema
+// alone: their tests may be running in other processes.
+func TestTruncateLeavesTestSchemas(t *testing.T) {
+	t.Parallel()
+	pg := cleanroom.PostgresFor(t)
+	db := pg.NewDatabase(t, migrations)
+	ctx := context.Background()
+	s, err := isolation.Open(ctx, db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sc, err := s.CreateSchema(ctx, t.Name(), migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{
+		"INSERT INTO public.t01 (name) VALUES ('shared')",
+		"INSERT INTO " + pgx.Identifier{sc.Name, "t01"}.Sanitize() + " (name) VALUES ('a test''s')",
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tables, err := isolation.Truncate(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.Join(tables, ","), sc.Name) {
+		t.Errorf("truncated %v, tables of the test schema %s among them", tables, sc.Name)
+	}
+	var shared, mine int
+	if err := conn.QueryRow(ctx, "SELECT (SELECT count(*) FROM public.t01), (SELECT count(*) FROM "+pgx.Identifier{sc.Name, "t01"}.Sanitize()+")").Scan(&shared, &mine); err != nil {
+		t.Fatal(err)
+	}
+	if shared != 0 || mine != 1 {
+		t.Errorf("after Truncate: public.t01 %d rows, %s.t01 %d rows; want 0 and 1", shared, sc.Name, mine)
+	}
+}

@@ -301,7 +301,9 @@ type Schema struct {
 // migrations in it (search_path set to it).
 func (s *Server) CreateSchema(ctx context.Context, test string, m Migrator) (*Schema, error) {
 	name := objectName("t_", test)
-	if _, err := s.pool.Exec(ctx, "CREATE SCHEMA "+quote(name)); err != nil {
+	// The comment tells Truncate (and so a suite-wide Reset) that the
+	// schema belongs to its test.
+	if _, err := s.pool.Exec(ctx, "CREATE SCHEMA "+quote(name)+"; COMMENT ON SCHEMA "+quote(name)+" IS '"+testSchemaComment+"'"); err != nil {
 		return nil, fmt.Errorf("isolation: create schema %s: %w", name, err)
 	}
 	u, err := withSearchPath(s.url, name)
@@ -345,16 +347,22 @@ type Querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
+// testSchemaComment marks the schemas CreateSchema makes.
+const testSchemaComment = "cleanroom: the schema of one test"
+
 // Truncate empties every table of every user schema except those named in
 // exclude ("table" or "schema.table"), restarting their identities, with
-// CASCADE. It returns the tables it emptied.
+// CASCADE. It returns the tables it emptied. The schemas of CreateSchema
+// (NewSchema) are left alone: they belong to tests that may be running.
 func Truncate(ctx context.Context, db Querier, exclude ...string) ([]string, error) {
 	skip := map[string]bool{}
 	for _, e := range exclude {
 		skip[e] = true
 	}
-	rows, err := db.Query(ctx, `SELECT schemaname, tablename FROM pg_tables
-		WHERE schemaname NOT IN ('pg_catalog', 'information_schema') AND schemaname NOT LIKE 'pg\_%'`)
+	rows, err := db.Query(ctx, `SELECT t.schemaname, t.tablename FROM pg_tables t
+		JOIN pg_namespace n ON n.nspname = t.schemaname
+		WHERE t.schemaname NOT IN ('pg_catalog', 'information_schema') AND t.schemaname NOT LIKE 'pg\_%'
+		AND coalesce(obj_description(n.oid, 'pg_namespace'), '') <> $1`, testSchemaComment)
 	if err != nil {
 		return nil, fmt.Errorf("isolation: truncate: list tables: %w", err)
 	}
