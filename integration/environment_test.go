@@ -166,6 +166,34 @@ func TestKilledContainerIsReplacedOnNextUse(t *testing.T) {
 	}
 }
 
+// The suite pod removed from outside (podman pod rm -f): the next use makes
+// a new pod and container. Podman 4.3 answers the create in the removed pod
+// with a 500 whose cause is "no such pod".
+func TestRemovedPodIsReplacedOnNextUse(t *testing.T) {
+	t.Parallel()
+	env, _ := newEnv(t, cleanroom.Config{ContainerHealthCheckInterval: time.Nanosecond}, cleanroom.Redis())
+	ctx := context.Background()
+	first, err := env.Get(ctx, "redis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := connect(t).RemovePod(ctx, first.PodID); err != nil {
+		t.Fatal(err)
+	}
+	second, err := env.Get(ctx, "redis")
+	if err != nil {
+		t.Fatalf("get after the pod was removed: %v", err)
+	}
+	if second.PodID == first.PodID || second.ID == first.ID {
+		t.Errorf("still the removed pod %s / container %s", first.PodID, first.ID)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: second.Redis().Addr(), Password: second.Redis().Password()})
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Errorf("the replacement does not answer: %v", err)
+	}
+}
+
 func TestTinyMaxReuseTimeReplacesAtAttach(t *testing.T) {
 	t.Parallel()
 	env, log := newEnv(t, cleanroom.Config{MaxContainerReuseTime: time.Second}, cleanroom.Redis())

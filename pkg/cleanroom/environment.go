@@ -812,7 +812,7 @@ func (e *Environment) startContainer(ctx context.Context, p *pod, svc *Service, 
 	if errors.Is(err, podman.ErrConflict) {
 		return nil, err
 	}
-	if errors.Is(err, podman.ErrNotFound) && strings.Contains(err.Error(), "pod") {
+	if errors.Is(err, podman.ErrPodNotFound) {
 		return nil, fmt.Errorf("start %s: %w: %w", svc.name, errPodGone, err)
 	}
 	if err != nil {

@@ -248,7 +248,7 @@ func readAPIError(op string, resp *http.Response) error {
 	if msg == "" {
 		msg = http.StatusText(resp.StatusCode)
 	}
-	return &APIError{Op: op, StatusCode: resp.StatusCode, Message: msg}
+	return &APIError{Op: op, StatusCode: resp.StatusCode, Message: msg, Cause: model.Cause}
 }
 
 // compat sends a request to the Docker-compatible API on the same socket

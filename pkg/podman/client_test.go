@@ -60,15 +60,22 @@ func TestConnectErrors(t *testing.T) {
 
 func TestAPIErrorMapping(t *testing.T) {
 	for _, tc := range []struct {
-		err            *APIError
-		notFound, conf bool
+		err                 *APIError
+		notFound, conf, pod bool
 	}{
-		{&APIError{StatusCode: 404, Message: "no such container"}, true, false},
-		{&APIError{StatusCode: 409, Message: "pod already exists"}, false, true},
-		{&APIError{StatusCode: 500, Message: `creating container storage: the container name "x" is already in use by 1234`}, false, true},
-		{&APIError{StatusCode: 500, Message: `name "x" is in use: pod already exists`}, false, true},
-		{&APIError{StatusCode: 500, Message: "something else broke"}, false, false},
+		{&APIError{StatusCode: 404, Message: "no such container"}, true, false, false},
+		{&APIError{StatusCode: 409, Message: "pod already exists"}, false, true, false},
+		{&APIError{StatusCode: 500, Message: `creating container storage: the container name "x" is already in use by 1234`}, false, true, false},
+		{&APIError{StatusCode: 500, Message: `name "x" is in use: pod already exists`}, false, true, false},
+		{&APIError{StatusCode: 500, Message: "something else broke"}, false, false, false},
+		// Podman 4.3, creating a container in a pod that was removed.
+		{&APIError{Op: "create container podinfo-web", StatusCode: 500, Cause: "no such pod", Message: "no pod with name or ID p1 found: no such pod"}, true, false, true},
+		{&APIError{Op: "create container podinfo-web", StatusCode: 404, Message: "no container with name or ID podinfo-web found: no such container"}, true, false, false},
+		{&APIError{Op: "inspect pod cleanroom-x", StatusCode: 404, Message: "no pod with name or ID cleanroom-x found: no such pod"}, true, false, true},
 	} {
+		if got := errors.Is(tc.err, ErrPodNotFound); got != tc.pod {
+			t.Errorf("%v: Is(ErrPodNotFound) = %v", tc.err, got)
+		}
 		if got := errors.Is(tc.err, ErrNotFound); got != tc.notFound {
 			t.Errorf("%v: Is(ErrNotFound) = %v", tc.err, got)
 		}

@@ -21,6 +21,9 @@ var (
 	// ErrNoService: no Podman API service answers at the resolved address.
 	// The wrapping *NoServiceError says how to start one.
 	ErrNoService = errors.New("no podman service")
+	// ErrPodNotFound: the pod named in the call does not exist (it also
+	// matches ErrNotFound). Creating a container in a removed pod gives it.
+	ErrPodNotFound = errors.New("pod not found")
 )
 
 // APIError is an error answer of the Podman API.
@@ -30,6 +33,7 @@ type APIError struct {
 	// streamed answer (such as a pull's progress stream).
 	StatusCode int
 	Message    string // the service's message
+	Cause      string // the service's cause, e.g. "no such pod"
 }
 
 func (e *APIError) Error() string {
@@ -39,11 +43,17 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("%s: %s (HTTP %d)", e.Op, e.Message, e.StatusCode)
 }
 
-// Is maps the HTTP answer onto ErrNotFound and ErrConflict.
+// Is maps the HTTP answer onto ErrNotFound, ErrPodNotFound and
+// ErrConflict.
 func (e *APIError) Is(target error) bool {
 	switch target {
 	case ErrNotFound:
-		return e.StatusCode == http.StatusNotFound
+		// Podman 4 answers some lookups of missing objects with a 500 whose
+		// cause says so ("no such pod" when a container is created in a
+		// removed pod).
+		return e.StatusCode == http.StatusNotFound || strings.HasPrefix(e.Cause, "no such ")
+	case ErrPodNotFound:
+		return e.Cause == "no such pod" || (e.StatusCode == http.StatusNotFound && strings.HasSuffix(e.Message, "no such pod"))
 	case ErrConflict:
 		if e.StatusCode == http.StatusConflict {
 			return true
