@@ -216,6 +216,9 @@ func TestPullOfUnavailableImageFailsClearly(t *testing.T) {
 			if !strings.Contains(err.Error(), ref) {
 				t.Errorf("error %q does not name the image", err)
 			}
+			if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+				t.Errorf("pull %s hung until the test's own 45 s deadline instead of failing: %v", ref, err)
+			}
 			t.Logf("pull %s: %v (%d progress events)", ref, err, events)
 		})
 	}

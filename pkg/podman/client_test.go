@@ -105,3 +105,26 @@ func TestDemux(t *testing.T) {
 		t.Error("a truncated frame must be an error")
 	}
 }
+
+func TestNoServiceErrorSaysHowToStartTheServiceLookedFor(t *testing.T) {
+	for _, tc := range []struct {
+		ep   Endpoint
+		want []string
+	}{
+		{Endpoint{URI: "unix:///run/user/1000/podman/podman.sock", Source: SourceRootless},
+			[]string{"systemctl --user enable --now podman.socket", "podman system service --time=0 unix:///run/user/1000/podman/podman.sock", "CONTAINER_HOST"}},
+		{Endpoint{URI: "unix:///run/podman/podman.sock", Source: SourceRootful},
+			[]string{"sudo systemctl enable --now podman.socket", "scripts/setup-podman.sh", "systemctl --user enable --now podman.socket"}},
+	} {
+		err := error(&NoServiceError{Tried: []Endpoint{tc.ep}, Err: errors.New("dial unix: connect: no such file or directory")})
+		if !errors.Is(err, ErrNoService) {
+			t.Errorf("%s: not ErrNoService", tc.ep.Source)
+		}
+		msg := err.Error()
+		for _, want := range append(tc.want, tc.ep.URI, string(tc.ep.Source), "no such file or directory") {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%s: the error does not say %q:\n%s", tc.ep.Source, want, msg)
+			}
+		}
+	}
+}
