@@ -44,11 +44,19 @@ var (
 func Main(m TestingM, services ...Service) {
 	cfg, err := LoadConfig("")
 	if err != nil {
-		fmt.Fprintf(stderr, "cleanroom: %v\n", err)
+		fmt.Fprintln(stderr, prefixed(err))
 		exit(1)
 		return
 	}
 	exit(Run(m, cfg, services...))
+}
+
+// prefixed is err's text starting with "cleanroom: " once.
+func prefixed(err error) string {
+	if msg := err.Error(); strings.HasPrefix(msg, "cleanroom: ") {
+		return msg
+	}
+	return "cleanroom: " + err.Error()
 }
 
 var (
@@ -64,7 +72,7 @@ func Run(m TestingM, cfg Config, services ...Service) int {
 	ctx := context.Background()
 	env, err := New(ctx, cfg, services...)
 	if err != nil {
-		fmt.Fprintf(stderr, "cleanroom: %v\n", err)
+		fmt.Fprintln(stderr, prefixed(err))
 		return 1
 	}
 	setDefault(env)
