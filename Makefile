@@ -85,7 +85,7 @@ rootless: ## the integration suite again, as an unprivileged user on rootless Po
 bench-compare: images ## the side-by-side benchmark (per-test containers, testcontainers-go, Cleanroom); writes BENCHMARKS.md
 	cd bench && $(GO) run ./cmd/compare -o ../BENCHMARKS.md
 
-remote: ## the core scenarios against a Podman reached over ssh (sshd on 127.0.0.1:2222; when run as root)
+remote: ## the core scenarios against a Podman reached over ssh (sshd on 198.51.100.7:2222, an address on the loopback device; when run as root)
 	@if [ "$$(id -u)" = 0 ]; then scripts/remote-test.sh $(ROOTLESS_USER); fi
 
 check-leaks: ## fail if any cleanroom pod or container is left (after the reapers' grace period)
