@@ -222,6 +222,59 @@ func TestFailedTestKeepsItsDatabase(t *testing.T) {
 	}
 }
 
+// A pool clone kept for a failed test survives the sweep of the next
+// Server, which drops the clones of processes that are gone.
+func TestKeptPoolCloneSurvivesTheNextSweep(t *testing.T) {
+	t.Parallel()
+	pg := cleanroom.PostgresFor(t)
+	ctx := context.Background()
+	exists := func(name string) bool {
+		return count(t, pg, "SELECT count(*) FROM pg_database WHERE datname = $1", name) == 1
+	}
+	s, err := isolation.Open(ctx, pg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateDatabase(ctx, t.Name(), migrations); err != nil { // builds the template, starts the filler
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); s.WarmClones() < 2 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	kept, err := s.CreateDatabase(ctx, t.Name(), migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := s.CreateDatabase(ctx, t.Name(), migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, db := range []*isolation.Database{kept, plain} {
+		if !strings.HasPrefix(db.Name, s.ClonePrefix()) {
+			t.Fatalf("%s is not a pool clone", db.Name)
+		}
+	}
+	if err := s.KeepDatabase(ctx, kept.Name); err != nil {
+		t.Fatal(err)
+	}
+	s.Close() // its owner lock goes: its taken clones look like a dead process's
+
+	next, err := isolation.Open(ctx, pg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	if !exists(kept.Name) {
+		t.Errorf("the kept clone %s was swept", kept.Name)
+	}
+	if exists(plain.Name) {
+		t.Errorf("the clone %s of a closed Server was not swept", plain.Name)
+	}
+	if err := next.DropDatabase(ctx, kept.Name); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestWarmPoolHandsOutReadyClonesAndLeavesNone(t *testing.T) {
 	pg := cleanroom.PostgresFor(t)
 	ctx := context.Background()

@@ -45,7 +45,12 @@ func NewDatabase(t TB, url string, m Migrator) *Database {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("isolation: %s failed; kept its database for inspection: psql '%s'  (then: DROP DATABASE %s WITH (FORCE))", t.Name(), db.URL, quote(db.Name))
+			ctx, cancel := setupContext()
+			defer cancel()
+			if err := s.KeepDatabase(ctx, db.Name); err != nil {
+				t.Logf("%v", err)
+			}
+			t.Logf("isolation: %s failed; kept its database for inspection, for as long as the Postgres container lives: psql '%s'  (then: DROP DATABASE %s WITH (FORCE))", t.Name(), db.URL, quote(db.Name))
 			return
 		}
 		// Dropped in the background (WITH (FORCE)); CloseAll waits for it.

@@ -88,9 +88,23 @@ func (w *warmPool) start(ctx context.Context, s *Server, size int) error {
 	return nil
 }
 
-// sweep drops the pooled clones whose owner holds no lock any more.
+// keptComment marks a database KeepDatabase kept: no sweep drops it.
+const keptComment = "cleanroom: kept for inspection after a failed test"
+
+// KeepDatabase marks database name as kept for inspection, so that the
+// sweep of a later Server does not take it for a dead process's pool clone.
+func (s *Server) KeepDatabase(ctx context.Context, name string) error {
+	if _, err := s.pool.Exec(ctx, "COMMENT ON DATABASE "+quote(name)+" IS '"+keptComment+"'"); err != nil {
+		return fmt.Errorf("isolation: keep database %s: %w", name, err)
+	}
+	return nil
+}
+
+// sweep drops the pooled clones whose owner holds no lock any more, except
+// those kept for inspection.
 func (w *warmPool) sweep(ctx context.Context, s *Server) {
-	rows, err := s.pool.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'tp\_%'`)
+	rows, err := s.pool.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'tp\_%'
+		AND coalesce(shobj_description(oid, 'pg_database'), '') <> $1`, keptComment)
 	if err != nil {
 		return
 	}
