@@ -171,3 +171,30 @@ func TestGCRemovesStaleOnlyAndNeverUnlabelled(t *testing.T) {
 		t.Error("gc --snapshots removed an image that is not a snapshot")
 	}
 }
+
+// The command finds the engine as the library does, cleanroom.toml's
+// connection included.
+func TestCLIUsesTheConnectionOfCleanroomToml(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "nothing-here.sock")
+	for name, text := range map[string]string{
+		"go.mod":         "module example.com/m\n",
+		"cleanroom.toml": "[cleanroom]\nconnection = \"unix://" + sock + "\"\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(cli(t), "ps")
+	cmd.Dir = dir
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CLEANROOM_CONNECTION=") && !strings.HasPrefix(kv, "CONTAINER_HOST=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), sock) {
+		t.Errorf("ps with cleanroom.toml's connection %s: %v\n%s", sock, err, out)
+	}
+}

@@ -7,6 +7,7 @@
 //	go run github.com/cleanroom-go/cleanroom/cmd/cleanroom version
 //
 // It finds the engine the way the library does: --url, CLEANROOM_CONNECTION,
+// connection in cleanroom.toml,
 // CONTAINER_HOST, the default connection of containers.conf, then the
 // rootless and rootful sockets.
 package main
@@ -64,6 +65,19 @@ func main() {
 	os.Exit(code)
 }
 
+// defaultConnection is the engine URI the library would use here:
+// CLEANROOM_CONNECTION, else connection of cleanroom.toml (found as the
+// library finds it); "" leaves it to CONTAINER_HOST and the sockets.
+func defaultConnection() string {
+	if v := os.Getenv("CLEANROOM_CONNECTION"); v != "" {
+		return v
+	}
+	if cfg, err := cleanroom.LoadConfig(""); err == nil {
+		return cfg.Connection
+	}
+	return ""
+}
+
 // run executes one command and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -73,7 +87,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	uri := fs.String("url", os.Getenv("CLEANROOM_CONNECTION"), "Podman service URI")
+	uri := fs.String("url", defaultConnection(), "Podman service URI")
 	dry := fs.Bool("dry-run", false, "list what would be removed, remove nothing")
 	all := fs.Bool("all", false, "every object labelled io.cleanroom.managed, stale or not")
 	snaps := fs.Bool("snapshots", false, "also remove the snapshot images")
