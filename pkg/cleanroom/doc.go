@@ -62,7 +62,8 @@
 // # One pod for the whole run, and clean-up
 //
 // The test processes of one `go test ./...` share the suite's pod: its name
-// comes from the suite key (module root and service definitions, or
+// comes from the suite key (module root, service definitions and bind
+// address, or
 // Config.Suite), the engine's name uniqueness decides who creates it, and
 // every other process adopts it. Each process holds a flock(2) lease while
 // it runs; a reaper (the test binary re-executed, in a session of its own)

@@ -84,7 +84,7 @@ type Environment struct {
 	cfg      Config
 	eng      engine
 	log      *slog.Logger
-	suite    string // suite key (Config.Suite, or a hash of module root and definitions)
+	suite    string // suite key (Config.Suite, or a hash of module root, definitions and bind address)
 	podName  string // the suite pod's name, the same in every process of the suite
 	run      string // this process's run ID
 	prefix   string // name prefix of the pods only this process uses
@@ -245,6 +245,9 @@ func newEnvironment(cfg Config, eng engine, services []Service) (*Environment, e
 	usedPorts := map[uint16]string{}
 	h := sha256.New()
 	fmt.Fprintln(h, moduleRoot())
+	// Ports are published on the bind address when the pod is made: a
+	// process wanting them elsewhere needs a pod of its own.
+	fmt.Fprintln(h, "bind", cfg.BindAddress)
 	for _, s := range services {
 		s := s.clone()
 		if img := cfg.Images[s.name]; img != "" {
@@ -1072,8 +1075,9 @@ func (e *Environment) Registry() map[string]Entry {
 	return out
 }
 
-// Suite is the suite key: a hash of the working directory and of the
-// declared services' definitions.
+// Suite is the suite key: Config.Suite, or a hash of the module root, the
+// declared services' definitions and the bind address (with the host name
+// for a remote engine).
 func (e *Environment) Suite() string { return e.suite }
 
 // Close removes the pods only this process used (per-test pods, late

@@ -515,3 +515,30 @@ func TestPostgresAndRedisDefinitions(t *testing.T) {
 		t.Errorf("redis Addr %s URL %s", r.Addr(), r.URL())
 	}
 }
+
+func TestDefaultSuiteKeyFollowsServicesAndBindAddress(t *testing.T) {
+	key := func(cfg Config, services ...Service) string {
+		t.Helper()
+		e, err := newEnvironment(cfg.withDefaults(), newFakeEngine(), services)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.Suite()
+	}
+	base := key(Config{}, Postgres(), Redis())
+	if again := key(Config{}, Postgres(), Redis()); again != base {
+		t.Errorf("the same module and services give two suites: %s, %s", base, again)
+	}
+	for name, other := range map[string]string{
+		"another service set":     key(Config{}, Postgres()),
+		"another service setting": key(Config{}, Postgres(PostgresSetting("work_mem", "8MB")), Redis()),
+		"another bind address":    key(Config{BindAddress: "0.0.0.0"}, Postgres(), Redis()),
+	} {
+		if other == base {
+			t.Errorf("%s gives the same suite %s", name, base)
+		}
+	}
+	if named := key(Config{Suite: "mine"}, Postgres(), Redis()); named != "mine" {
+		t.Errorf("an explicit suite: %s", named)
+	}
+}
