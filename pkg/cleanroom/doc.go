@@ -63,9 +63,8 @@
 //
 // The test processes of one `go test ./...` share the suite's pod: its name
 // comes from the suite key (module root, service definitions and bind
-// address, or
-// Config.Suite), the engine's name uniqueness decides who creates it, and
-// every other process adopts it. Each process holds a flock(2) lease while
+// address, or Config.Suite), the engine's name uniqueness decides who
+// creates it, and every other process adopts it. Each process holds a flock(2) lease while
 // it runs; a reaper (the test binary re-executed, in a session of its own)
 // removes the pod once no lease has been held for the grace period, or the
 // keep-warm window. Close (called by Main after the tests, and on SIGINT or
