@@ -98,7 +98,13 @@ type Environment struct {
 	snapMu       sync.Mutex
 	snapDropped  map[string]bool // services whose snapshot CLEANROOM_REBUILD dropped
 	snapBuilding map[string]bool // snapshot images being built
-	snapWG       sync.WaitGroup
+
+	// Images known to be in the engine's store, and their IDs: looked up
+	// once per environment, not at every container start (per-test pods
+	// start hundreds; over ssh each lookup is a round trip).
+	imagesPresent sync.Map // image → struct{}
+	imageIDs      sync.Map // image → ID
+	snapWG        sync.WaitGroup
 
 	mu       sync.Mutex
 	byName   map[string]*entry
@@ -910,9 +916,16 @@ func (e *Environment) waitReady(ctx context.Context, svc *Service, c *Container)
 // with progress where someone can watch (see pullOutput), bounded by the
 // pull timeout, not the start-up timeout.
 func (e *Environment) ensureImage(ctx context.Context, svc *Service) error {
+	if _, ok := e.imagesPresent.Load(svc.image); ok {
+		return nil
+	}
 	ok, err := e.eng.ImageExists(ctx, svc.image)
-	if err != nil || ok {
+	if err != nil {
 		return err
+	}
+	if ok {
+		e.imagesPresent.Store(svc.image, struct{}{})
+		return nil
 	}
 	e.log.Info("cleanroom: pulling image", "image", svc.image)
 	out, terminal := pullOutput()
@@ -925,6 +938,7 @@ func (e *Environment) ensureImage(ctx context.Context, svc *Service) error {
 		return fmt.Errorf("%w\n(the image is not in the engine's store and could not be pulled: pull or build it, or choose another with [cleanroom.images] %s = \"…\" or %s)", err, svc.name, env)
 	}
 	e.log.Info("cleanroom: pulled image", "image", svc.image, "took", time.Since(began).Round(time.Millisecond))
+	e.imagesPresent.Store(svc.image, struct{}{})
 	return nil
 }
 

@@ -238,6 +238,11 @@ func TestPerTestContainersWhenSingletonsAreOff(t *testing.T) {
 	if st := e.Stats(); st.PerTest != 3 {
 		t.Errorf("stats %+v, want 3 per-test", st)
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.imageLookups != 1 {
+		t.Errorf("the image was looked up %d times for 3 starts; want once", f.imageLookups)
+	}
 }
 
 func TestFallbackToPerTestWhenThePodCannotBeMade(t *testing.T) {

@@ -30,6 +30,7 @@ type fakeEngine struct {
 	createPodErr func(name string) error         // fails CreatePod when it returns non-nil
 	removePodErr func(name string) error         // fails RemovePod when it returns non-nil
 	imageMissing bool                            // ImageExists says no
+	imageLookups int                             // ImageExists calls
 	pullErr      error                           // Pull fails with it
 	pulled       []string                        // references pulled
 	execResult   podman.ExecResult               // what Exec returns
@@ -244,6 +245,7 @@ func (f *fakeEngine) Exec(_ context.Context, nameOrID string, cmd []string) (pod
 func (f *fakeEngine) ImageExists(context.Context, string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.imageLookups++
 	return !f.imageMissing, nil
 }
 

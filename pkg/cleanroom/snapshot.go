@@ -97,6 +97,19 @@ type snapshotter interface {
 	StopContainer(ctx context.Context, nameOrID string, timeout time.Duration) error
 }
 
+// imageID is the ID of image, looked up once per environment.
+func (e *Environment) imageID(ctx context.Context, image string) (string, error) {
+	if id, ok := e.imageIDs.Load(image); ok {
+		return id.(string), nil
+	}
+	id, err := e.eng.(snapshotter).ImageID(ctx, image)
+	if err != nil {
+		return "", err
+	}
+	e.imageIDs.Store(image, id)
+	return id, nil
+}
+
 // snapshotRef returns the snapshot image of svc (plain, from its base
 // image), or "" when svc takes no snapshots here.
 func (e *Environment) snapshotRef(ctx context.Context, svc *Service, secret string) (ref, key, baseID string) {
@@ -106,7 +119,7 @@ func (e *Environment) snapshotRef(ctx context.Context, svc *Service, secret stri
 	if _, ok := e.eng.(snapshotter); !ok {
 		return "", "", ""
 	}
-	baseID, err := e.eng.(snapshotter).ImageID(ctx, svc.image)
+	baseID, err := e.imageID(ctx, svc.image)
 	if err != nil {
 		return "", "", ""
 	}
