@@ -324,3 +324,129 @@ func TestWarmPoolHandsOutReadyClonesAndLeavesNone(t *testing.T) {
 		t.Errorf("%d pool databases survive Close", n)
 	}
 }
+
+// Advisory locks belong to a database. A Server opened on another database
+// of the same cluster must still see that a live Server's clones are in
+// use, and leave them alone.
+func TestSweepSeesOwnersOpenedOnAnotherDatabase(t *testing.T) {
+	t.Parallel()
+	pg := cleanroom.PostgresFor(t)
+	ctx := context.Background()
+	other := "sweep_other_" + strings.ToLower(randomSuffix())
+	if _, err := pg.Pool(t).Exec(ctx, "CREATE DATABASE "+other); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = pg.Pool(t).Exec(context.Background(), "DROP DATABASE IF EXISTS "+other+" WITH (FORCE)") })
+	otherURL := strings.Replace(pg.URL(), "/"+pg.Database()+"?", "/"+other+"?", 1)
+
+	live, err := isolation.Open(ctx, pg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	db, err := live.CreateDatabase(ctx, t.Name(), migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.DropDatabaseLater(db.Name)
+	for deadline := time.Now().Add(30 * time.Second); live.WarmClones() < 1 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	inUse, err := live.CreateDatabase(ctx, t.Name(), migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.DropDatabaseLater(inUse.Name)
+	if !strings.HasPrefix(inUse.Name, live.ClonePrefix()) {
+		t.Fatalf("%s is not a pool clone", inUse.Name)
+	}
+
+	sweeper, err := isolation.Open(ctx, otherURL) // sweeps at Open
+	if err != nil {
+		t.Fatal(err)
+	}
+	sweeper.Close()
+	if n := count(t, pg, "SELECT count(*) FROM pg_database WHERE datname = $1", inUse.Name); n != 1 {
+		t.Fatalf("the clone %s of a live Server was dropped by a Server opened on database %s", inUse.Name, other)
+	}
+}
+
+// Sweeps race with owners that keep a clone and go: a kept clone is never
+// dropped, and once a Server is open, no clone of an owner that had gone
+// before it opened is left, even while other Servers sweep at the same time.
+func TestSweepRacesWithKeepAndClose(t *testing.T) {
+	t.Parallel()
+	pg := cleanroom.PostgresFor(t)
+	ctx := context.Background()
+	exists := func(name string) bool {
+		return count(t, pg, "SELECT count(*) FROM pg_database WHERE datname = $1", name) == 1
+	}
+	stop := make(chan struct{})
+	var sweepers sync.WaitGroup
+	for range 3 {
+		sweepers.Add(1)
+		go func() {
+			defer sweepers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s, err := isolation.OpenWithPool(ctx, pg.URL(), 1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				s.Close()
+			}
+		}()
+	}
+	defer func() { close(stop); sweepers.Wait() }()
+
+	for i := range 15 {
+		owner, err := isolation.OpenWithPool(ctx, pg.URL(), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, err := owner.CreateDatabase(ctx, t.Name(), migrations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); owner.WarmClones() < 2 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		kept, err := owner.CreateDatabase(ctx, t.Name(), migrations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := owner.CreateDatabase(ctx, t.Name(), migrations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := owner.KeepDatabase(ctx, kept.Name); err != nil {
+			t.Fatal(err)
+		}
+		owner.DropDatabaseLater(first.Name)
+		owner.Close()
+
+		next, err := isolation.OpenWithPool(ctx, pg.URL(), 1) // sweeps at Open
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !exists(kept.Name) {
+			t.Errorf("round %d: the kept clone %s was swept", i, kept.Name)
+		}
+		if strings.HasPrefix(plain.Name, owner.ClonePrefix()) && exists(plain.Name) {
+			t.Errorf("round %d: the clone %s of a closed Server was left after the next Open", i, plain.Name)
+		}
+		_ = next.DropDatabase(ctx, kept.Name)
+		_ = next.DropDatabase(ctx, plain.Name)
+		next.Close()
+		if t.Failed() {
+			return
+		}
+	}
+}
+
+func randomSuffix() string { return fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff) }

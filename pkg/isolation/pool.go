@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,11 @@ import (
 // Server) holds a Postgres advisory lock for as long as it lives, so a
 // Server that opens later can tell the clones of a dead process from a
 // live one's and drops them. Close drops this Server's unused clones.
+//
+// Advisory locks belong to a database: two sessions connected to different
+// databases never see each other's. So every lock of this package (owner,
+// sweep, template build) is taken on a connection to one fixed database,
+// lockDatabase, whatever database the Server's URL names.
 
 // DefaultPoolSize is how many ready clones a Server keeps per template.
 // CLEANROOM_DATABASE_POOL sets another size; 0 turns the pool off.
@@ -50,8 +56,11 @@ type warmPool struct {
 	dropperDone chan struct{}
 }
 
-func ownerKey(owner string) int64 {
-	sum := sha256.Sum256([]byte("cleanroom database pool " + owner))
+func ownerKey(owner string) int64 { return lockKey("cleanroom database pool " + owner) }
+
+// lockKey is the advisory lock key of a name.
+func lockKey(name string) int64 {
+	sum := sha256.Sum256([]byte(name))
 	return int64(binary.BigEndian.Uint64(sum[:8]))
 }
 
@@ -75,7 +84,7 @@ func (w *warmPool) start(ctx context.Context, s *Server, size int) error {
 	if size == 0 {
 		return nil
 	}
-	conn, err := pgx.Connect(ctx, s.url)
+	conn, err := s.connectLocks(ctx)
 	if err != nil {
 		return fmt.Errorf("isolation: database pool: %w", err)
 	}
@@ -84,7 +93,11 @@ func (w *warmPool) start(ctx context.Context, s *Server, size int) error {
 		return fmt.Errorf("isolation: database pool: %w", err)
 	}
 	w.lock = conn
-	w.sweep(ctx, s)
+	if err := w.sweep(ctx, s); err != nil {
+		w.lock = nil
+		conn.Close(ctx)
+		return fmt.Errorf("isolation: database pool: sweep the clones of ended processes: %w", err)
+	}
 	return nil
 }
 
@@ -100,35 +113,72 @@ func (s *Server) KeepDatabase(ctx context.Context, name string) error {
 	return nil
 }
 
+// sweepKey is the advisory lock that makes sweeps take turns. Without it,
+// a sweep that found a dead owner's lock taken (by another sweep, busy
+// dropping) would skip that owner, and return before its clones are gone.
+var sweepKey = lockKey("cleanroom database pool sweep")
+
 // sweep drops the pooled clones whose owner holds no lock any more, except
-// those kept for inspection.
-func (w *warmPool) sweep(ctx context.Context, s *Server) {
-	rows, err := s.pool.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'tp\_%'
-		AND coalesce(shobj_description(oid, 'pg_database'), '') <> $1`, keptComment)
-	if err != nil {
-		return
+// those kept for inspection. Sweeps take turns (sweepKey), so when sweep
+// returns, no clone of an owner that was gone when it began is left.
+//
+// Which clones an owner has is read only once its lock is ours: a clone
+// listed before that could be marked kept by its (then live) owner in the
+// meantime, and dropping it would lose a failed test's database.
+func (w *warmPool) sweep(ctx context.Context, s *Server) error {
+	if _, err := w.lock.Exec(ctx, "SELECT pg_advisory_lock($1)", sweepKey); err != nil {
+		return err
 	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	defer func() {
+		_, _ = w.lock.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", sweepKey)
+	}()
+	names, err := clones(ctx, s.pool, `tp\_%`)
 	if err != nil {
-		return
+		return err
 	}
-	owners := map[string][]string{}
+	owners := map[string]bool{}
 	for _, n := range names {
 		parts := strings.SplitN(n, "_", 3)
-		if len(parts) == 3 && parts[1] != w.owner {
-			owners[parts[1]] = append(owners[parts[1]], n)
+		if len(parts) == 3 && parts[1] != w.owner && ownerRE.MatchString(parts[1]) {
+			owners[parts[1]] = true
 		}
 	}
-	for owner, dbs := range owners {
+	for owner := range owners {
 		var free bool
-		if err := w.lock.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", ownerKey(owner)).Scan(&free); err != nil || !free {
-			continue // alive (or unknown): not ours to touch
+		if err := w.lock.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", ownerKey(owner)).Scan(&free); err != nil {
+			return err
 		}
-		for _, db := range dbs {
-			_ = s.DropDatabase(ctx, db)
+		if !free {
+			continue // alive: not ours to touch
 		}
-		_, _ = w.lock.Exec(ctx, "SELECT pg_advisory_unlock($1)", ownerKey(owner))
+		dbs, err := clones(ctx, s.pool, `tp\_`+owner+`\_%`)
+		if err == nil {
+			for _, db := range dbs {
+				if err = s.DropDatabase(ctx, db); err != nil {
+					break
+				}
+			}
+		}
+		_, _ = w.lock.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", ownerKey(owner))
+		if err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// ownerRE matches the owner part of a clone's name (randomToken()[:8]).
+var ownerRE = regexp.MustCompile(`^[0-9a-f]{8}$`)
+
+// clones lists the databases whose name is LIKE pattern and that no one
+// kept for inspection.
+func clones(ctx context.Context, q Querier, pattern string) ([]string, error) {
+	rows, err := q.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE $1
+		AND coalesce(shobj_description(oid, 'pg_database'), '') <> $2`, pattern, keptComment)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // fill starts keeping clones of tpl ready. Called once per template.

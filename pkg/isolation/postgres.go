@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -79,6 +78,25 @@ func OpenWithPool(ctx context.Context, url string, poolSize int) (*Server, error
 func (s *Server) Close() {
 	s.warm.stop(s)
 	s.pool.Close()
+}
+
+// lockDatabase is the database every advisory lock of this package is
+// taken in (see pool.go). Every Postgres cluster has it: initdb creates it
+// as the default database to connect to.
+const lockDatabase = "postgres"
+
+// connectLocks opens a session on lockDatabase, where this package's
+// advisory locks live.
+func (s *Server) connectLocks(ctx context.Context) (*pgx.Conn, error) {
+	u, err := withDatabase(s.url, lockDatabase)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database %q, where the isolation locks are taken: %w", lockDatabase, err)
+	}
+	return conn, nil
 }
 
 // URL is the URL the Server was opened with.
@@ -226,19 +244,19 @@ func (s *Server) ensureTemplate(ctx context.Context, m Migrator) (string, error)
 // buildTemplate builds tpl under a session advisory lock unless another
 // process finished it already (or rebuild asks to start over).
 func (s *Server) buildTemplate(ctx context.Context, tpl string, m Migrator, rebuild bool) error {
+	lock, err := s.connectLocks(ctx)
+	if err != nil {
+		return fmt.Errorf("isolation: template %s: %w", tpl, err)
+	}
+	defer lock.Close(context.WithoutCancel(ctx)) // ends the session: releases the lock
+	if _, err := lock.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey("cleanroom template "+tpl)); err != nil {
+		return fmt.Errorf("isolation: template %s: lock: %w", tpl, err)
+	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("isolation: template %s: %w", tpl, err)
 	}
 	defer conn.Release()
-	sum := sha256.Sum256([]byte("cleanroom template " + tpl))
-	key := int64(binary.BigEndian.Uint64(sum[:8]))
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
-		return fmt.Errorf("isolation: template %s: lock: %w", tpl, err)
-	}
-	defer func() {
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", key)
-	}()
 
 	var finished, exists bool
 	err = conn.QueryRow(ctx, "SELECT datistemplate FROM pg_database WHERE datname = $1", tpl).Scan(&finished)
