@@ -3,6 +3,8 @@ package podman
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -85,6 +87,54 @@ func TestAPIErrorMapping(t *testing.T) {
 	}
 }
 
+// The answers of Podman 4.3.1 and 5.4.2 to the same failing calls, as
+// captured from both services; each maps to the same sentinel.
+func TestAnswersOfBothGenerations(t *testing.T) {
+	for _, tc := range []struct {
+		name                string
+		code                int
+		body                string
+		notFound, conf, pod bool
+	}{
+		{"4.3 create container, image missing", 500,
+			`{"cause":"image not known","message":"localhost/nope:1: image not known","response":500}`, true, false, false},
+		{"5.4 create container, image missing", 404,
+			`{"cause":"image not known","message":"no such image: localhost/nope:1: image not known","response":404}`, true, false, false},
+		{"4.3 and 5.4 create container, pod removed", 500,
+			`{"cause":"no such pod","message":"no pod with name or ID nopod found: no such pod","response":500}`, true, false, true},
+		{"4.3 remove missing container", 404,
+			`{"cause":"no such container","message":"no container with name or ID \"nope\" found: no such container","response":404}`, true, false, false},
+		{"5.4 remove missing container", 404,
+			`{"cause":"no such container","message":"no container with ID or name \"nope\" found: no such container","response":404}`, true, false, false},
+		{"4.3 and 5.4 create container, name taken", 500,
+			`{"cause":"that name is already in use","message":"creating container storage: the container name \"x\" is already in use by 2b68. You have to remove that container to be able to reuse that name: that name is already in use","response":500}`, false, true, false},
+		{"4.3 and 5.4 create pod, name taken", 409,
+			`{"cause":"pod already exists","message":"failed to make pod: adding pod to state: name \"x\" is in use: pod already exists","response":409}`, false, true, false},
+		{"5.4 compat pull, manifest unknown", 404,
+			`{"message":"manifest unknown: manifest unknown"}`, true, false, false},
+		{"4.3 and 5.4 exec in a stopped container", 500,
+			`{"cause":"container state improper","message":"can only create exec sessions on running containers: container state improper","response":500}`, false, false, false},
+	} {
+		resp := &http.Response{StatusCode: tc.code, Body: io.NopCloser(strings.NewReader(tc.body))}
+		err := readAPIError("op", resp)
+		if got := errors.Is(err, ErrNotFound); got != tc.notFound {
+			t.Errorf("%s: Is(ErrNotFound) = %v (%v)", tc.name, got, err)
+		}
+		if got := errors.Is(err, ErrConflict); got != tc.conf {
+			t.Errorf("%s: Is(ErrConflict) = %v (%v)", tc.name, got, err)
+		}
+		if got := errors.Is(err, ErrPodNotFound); got != tc.pod {
+			t.Errorf("%s: Is(ErrPodNotFound) = %v (%v)", tc.name, got, err)
+		}
+	}
+	// Podman 4.3 answers a pull of a missing image with 200 and reports the
+	// failure inside the progress stream; 5.4 with a 404 (above).
+	err := &APIError{Op: "pull image 127.0.0.1:5000/x:1", Message: "initializing source docker://127.0.0.1:5000/x:1: reading manifest 1 in 127.0.0.1:5000/x: manifest unknown: manifest unknown"}
+	if !errors.Is(err, ErrNotFound) {
+		t.Errorf("4.3 pull stream error: not ErrNotFound: %v", err)
+	}
+}
+
 func TestDemux(t *testing.T) {
 	frame := func(stream byte, s string) string {
 		n := len(s)
@@ -112,9 +162,9 @@ func TestNoServiceErrorSaysHowToStartTheServiceLookedFor(t *testing.T) {
 		want []string
 	}{
 		{Endpoint{URI: "unix:///run/user/1000/podman/podman.sock", Source: SourceRootless},
-			[]string{"systemctl --user enable --now podman.socket", "podman system service --time=0 unix:///run/user/1000/podman/podman.sock", "CONTAINER_HOST"}},
+			[]string{"systemctl --user enable --now podman.socket", "podman system service --time=0 unix:///run/user/1000/podman/podman.sock", "CONTAINER_HOST", "sudo dnf install podman"}},
 		{Endpoint{URI: "unix:///run/podman/podman.sock", Source: SourceRootful},
-			[]string{"sudo systemctl enable --now podman.socket", "scripts/setup-podman.sh", "systemctl --user enable --now podman.socket"}},
+			[]string{"sudo systemctl enable --now podman.socket", "sudo apt-get install podman", "sudo dnf install podman", "systemctl --user enable --now podman.socket"}},
 	} {
 		err := error(&NoServiceError{Tried: []Endpoint{tc.ep}, Err: errors.New("dial unix: connect: no such file or directory")})
 		if !errors.Is(err, ErrNoService) {

@@ -12,11 +12,15 @@ import (
 // callers never look at HTTP codes themselves.
 var (
 	// ErrNotFound: the pod, container, image or exec session does not exist
-	// (HTTP 404).
+	// (HTTP 404), including where a Podman generation answers otherwise:
+	// Podman 4 says so in a 500 for a missing image or pod of a create, and
+	// inside the progress stream of a pull (manifest unknown).
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: the name is taken (HTTP 409, and the HTTP 500 "name is
-	// already in use" that Podman 4 returns for container name clashes), or
-	// the object is in a state that forbids the call.
+	// already in use" that Podman 4 and 5 return for container name
+	// clashes), or the object is in a state that forbids the call. Podman 4
+	// keeps pods and containers in one name space (a container cannot take
+	// a pod's name); Podman 5 keeps them apart.
 	ErrConflict = errors.New("conflict")
 	// ErrNoService: no Podman API service answers at the resolved address.
 	// The wrapping *NoServiceError says how to start one.
@@ -48,10 +52,13 @@ func (e *APIError) Error() string {
 func (e *APIError) Is(target error) bool {
 	switch target {
 	case ErrNotFound:
-		// Podman 4 answers some lookups of missing objects with a 500 whose
-		// cause says so ("no such pod" when a container is created in a
-		// removed pod).
-		return e.StatusCode == http.StatusNotFound || strings.HasPrefix(e.Cause, "no such ")
+		// Podman 4 (and 5, for a removed pod) answers some lookups of
+		// missing objects with a 500 whose cause says so ("no such pod"
+		// when a container is created in a removed pod, "image not known"
+		// when its image is missing); a pull of a missing image fails in
+		// its progress stream on Podman 4, with a 404 on Podman 5.
+		return e.StatusCode == http.StatusNotFound || strings.HasPrefix(e.Cause, "no such ") ||
+			e.Cause == "image not known" || strings.HasSuffix(e.Message, "manifest unknown")
 	case ErrPodNotFound:
 		return e.Cause == "no such pod" || (e.StatusCode == http.StatusNotFound && strings.HasSuffix(e.Message, "no such pod"))
 	case ErrConflict:
@@ -101,11 +108,13 @@ func (e *NoServiceError) Hint() string {
 	case SourceRootless:
 		return fmt.Sprintf("start it with: systemctl --user enable --now podman.socket\n"+
 			"  (without a systemd user session: podman system service --time=0 %s &)\n"+
-			"  or set CONTAINER_HOST to the URI of a running service", ep.URI)
+			"  or set CONTAINER_HOST to the URI of a running service\n"+
+			"  (no Podman yet? sudo apt-get install podman on Debian/Ubuntu, sudo dnf install podman on Fedora/RHEL)", ep.URI)
 	case SourceRootful:
 		return fmt.Sprintf("start it with: sudo systemctl enable --now podman.socket\n"+
-			"  (without systemd: sudo podman system service --time=0 %s &; on Debian/Ubuntu scripts/setup-podman.sh does all of it)\n"+
-			"  or, as a normal user, use the rootless service: systemctl --user enable --now podman.socket", ep.URI)
+			"  (without systemd: sudo podman system service --time=0 %s &)\n"+
+			"  or, as a normal user, use the rootless service: systemctl --user enable --now podman.socket\n"+
+			"  (no Podman yet? sudo apt-get install podman on Debian/Ubuntu, sudo dnf install podman on Fedora/RHEL)", ep.URI)
 	default:
 		if strings.HasPrefix(ep.URI, "unix://") {
 			return fmt.Sprintf("start a service on that socket: podman system service --time=0 %s &\n"+
