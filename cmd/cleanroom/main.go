@@ -192,7 +192,7 @@ func ps(ctx context.Context, c *podman.Client, out io.Writer) error {
 			}
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(p.Labels[cleanroom.LabelSuite]), p.Name, orDash(p.Labels[cleanroom.LabelRole]),
-			orDash(strings.Join(services, " ")), age(p.Created), leases(p), ports)
+			orDash(strings.Join(services, " ")), age(p.Created), leases(c.Endpoint().URI, p), ports)
 	}
 	if len(pods) == 0 {
 		fmt.Fprintln(w, "(no cleanroom pods)")
@@ -216,20 +216,20 @@ func age(t time.Time) string {
 
 // leases describes who holds a pod: live test processes, the reaper, or
 // an idle time.
-func leases(p podman.PodSummary) string {
+func leases(uri string, p podman.PodSummary) string {
 	if h := p.Labels[cleanroom.LabelHost]; h != "" {
 		if me, _ := os.Hostname(); h != me {
 			return "on " + h
 		}
 	}
 	if p.Labels[cleanroom.LabelRole] != "suite" {
-		st := cleanroom.Leases("cleanroom-" + p.Labels[cleanroom.LabelSuite])
+		st := cleanroom.Leases(uri, "cleanroom-"+p.Labels[cleanroom.LabelSuite])
 		if slices.Contains(st.Live, p.Labels[cleanroom.LabelRun]) {
 			return "its process"
 		}
 		return "none (stale)"
 	}
-	st := cleanroom.Leases(p.Name)
+	st := cleanroom.Leases(uri, p.Name)
 	switch {
 	case !st.Known:
 		return "unknown"
@@ -260,7 +260,7 @@ func gc(ctx context.Context, c *podman.Client, all, dry bool, out io.Writer) err
 		inPod[p.ID] = true
 		why := "--all"
 		if !all {
-			stale, reason := cleanroom.Stale(p, 0)
+			stale, reason := cleanroom.Stale(c.Endpoint().URI, p, 0)
 			if !stale {
 				continue
 			}

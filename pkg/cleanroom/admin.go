@@ -1,7 +1,11 @@
 package cleanroom
 
 import (
+	"fmt"
+	"net/url"
 	"os"
+	"path"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -17,9 +21,10 @@ type LeaseStatus struct {
 	IdleSince time.Time // when the last lease went, if the reaper noted it
 }
 
-// Leases reports the lease state of the suite pod named pod.
-func Leases(pod string) LeaseStatus {
-	dir, err := lockDir()
+// Leases reports the lease state of the suite pod named pod on the engine
+// at engineURI.
+func Leases(engineURI, pod string) LeaseStatus {
+	dir, err := engineLockDir(engineURI)
 	if err != nil {
 		return LeaseStatus{}
 	}
@@ -40,7 +45,7 @@ func Leases(pod string) LeaseStatus {
 // suite pod), or the process it was made for is gone (per-test and
 // late-service pods). Pods made on other hosts are never judged stale
 // here. keepWarm protects an idle suite pod that recently went idle.
-func Stale(p podman.PodSummary, keepWarm time.Duration) (bool, string) {
+func Stale(engineURI string, p podman.PodSummary, keepWarm time.Duration) (bool, string) {
 	if p.Labels[podman.LabelManaged] != "true" {
 		return false, "not a cleanroom pod"
 	}
@@ -48,7 +53,7 @@ func Stale(p podman.PodSummary, keepWarm time.Duration) (bool, string) {
 		return false, "made on host " + h
 	}
 	suitePod := "cleanroom-" + p.Labels[LabelSuite]
-	st := Leases(suitePod)
+	st := Leases(engineURI, suitePod)
 	if p.Labels[LabelRole] != "suite" {
 		if slices.Contains(st.Live, p.Labels[LabelRun]) {
 			return false, "its test process is running"
@@ -68,3 +73,35 @@ func Stale(p podman.PodSummary, keepWarm time.Duration) (bool, string) {
 
 // LockDir is the directory of this user's lease files.
 func LockDir() (string, error) { return lockDir() }
+
+// engineLockDir is the directory of this user's lease files for the engine
+// at uri: leases of one suite on two engines (the same checkout tested
+// against a rootful and a rootless engine, say) never meet.
+func engineLockDir(uri string) (string, error) {
+	dir, err := lockDir()
+	if err != nil {
+		return "", err
+	}
+	dir = filepath.Join(dir, "engine-"+hash(normalizeURI(uri))[:12])
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("lease directory: %w", err)
+	}
+	return dir, nil
+}
+
+// normalizeURI spells one engine address one way (unix:/x, unix:///x and
+// unix:///x/ are one socket).
+func normalizeURI(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return uri
+	}
+	if u.Scheme == "unix" {
+		p := u.Path
+		if p == "" {
+			p = u.Opaque
+		}
+		return "unix://" + path.Clean("/"+p)
+	}
+	return u.String()
+}

@@ -226,7 +226,7 @@ func New(ctx context.Context, cfg Config, services ...Service) (*Environment, er
 			info, err := pc.Info(ctx)
 			return err == nil && info.Host.Security.Rootless
 		})
-		if dir, err := lockDir(); err != nil {
+		if dir, err := engineLockDir(e.endpoint.URI); err != nil {
 			e.log.Warn("cleanroom: test processes cannot share the suite's pod; each keeps its own", "error", err)
 		} else {
 			e.share = &shared{files: leaseFiles{dir: dir, pod: e.podName}}

@@ -2,6 +2,7 @@ package cleanroom
 
 import (
 	"context"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -155,5 +156,31 @@ func TestRemoteEngineWithLoopbackBindingIsRefused(t *testing.T) {
 	_, err := New(context.Background(), Config{Connection: "ssh://me@db-host.example/run/podman/podman.sock"}, Postgres())
 	if err == nil || !strings.Contains(err.Error(), "bind_address") || !strings.Contains(err.Error(), "db-host.example") {
 		t.Errorf("a remote engine with ports on its loopback: %v", err)
+	}
+}
+
+// One suite tested against two engines (a rootful and a rootless one, say)
+// keeps two sets of leases: the reaper of one never judges the other's pod.
+func TestLeasesArePerEngine(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	dir := func(uri string) string {
+		t.Helper()
+		d, err := engineLockDir(uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	rootful := dir("unix:///run/podman/podman.sock")
+	if rootless := dir("unix:///run/user/1000/podman/podman.sock"); rootless == rootful {
+		t.Errorf("two engines share the lease directory %s", rootful)
+	}
+	for _, same := range []string{"unix:/run/podman/podman.sock", "unix:///run/podman//podman.sock"} {
+		if d := dir(same); d != rootful {
+			t.Errorf("%s: lease directory %s, want %s (the same socket)", same, d, rootful)
+		}
+	}
+	if fi, err := os.Stat(rootful); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("lease directory %s: %v, mode %v; want 0700", rootful, err, fi.Mode().Perm())
 	}
 }
