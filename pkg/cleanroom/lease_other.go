@@ -19,6 +19,7 @@ func lockDir() (string, error) {
 type leaseFiles struct{ dir, pod string }
 
 func (l leaseFiles) reaperLog() string                   { return "" }
+func (l leaseFiles) suiteLock() string                   { return "" }
 func (l leaseFiles) withSuiteLock(fn func() error) error { return fn() }
 func (l leaseFiles) register(string) (*os.File, error)   { return nil, errors.New("not supported") }
 func (l leaseFiles) scan() (live, dead []string)         { return nil, nil }
