@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/containers/common/pkg/config"
 
@@ -45,36 +44,49 @@ func doctor(ctx context.Context, uri string, out io.Writer) int {
 
 	info, err := c.Info(ctx)
 	if err != nil {
-		bad("podman info: "+err.Error(), "check the service's log; restart it: systemctl --user restart podman.socket (or scripts/setup-podman.sh)")
+		bad("podman info: "+err.Error(), "check the service's log; restart it: systemctl --user restart podman.socket (rootless) or sudo systemctl restart podman.socket (rootful)")
 		return summary(out, problems)
 	}
 	mode := "rootful"
 	if info.Host.Security.Rootless {
 		mode = "rootless"
 	}
-	ok("Podman %s (API %s), %s, %s storage", info.Version.Version, c.APIVersion(), mode, info.Store.GraphDriverName)
+	ok("Podman %s (API %s), %s, on %s, kernel %s", info.Version.Version, c.APIVersion(), mode, distribution(info), orUnknown(info.Host.Kernel))
 	if major, _ := strconv.Atoi(strings.SplitN(info.Version.Version, ".", 2)[0]); major < 4 {
-		bad("Podman "+info.Version.Version+" is too old (pods with published ports and the libpod API 4 are needed)", "install Podman 4.3 or newer")
+		bad("Podman "+info.Version.Version+" is too old (pods with published ports and the libpod API 4 are needed)",
+			"install Podman 4.3 or newer: sudo apt-get install podman (Debian 12, Ubuntu 24.04), sudo dnf install podman (Fedora, RHEL 9)")
 	}
+	ok("network backend %s%s", orUnknown(info.Host.NetworkBackend), rootlessNetwork(info))
 
 	local := strings.HasPrefix(ep.URI, "unix://")
 	runtimeName := info.Host.OCIRuntime.Name
-	cgroupMode := info.Host.CgroupVersion
+	cgroupMode := "cgroup " + info.Host.CgroupVersion
 	if local {
-		cgroupMode = localCgroupMode()
+		if m := localCgroupMode(); m == "hybrid" {
+			cgroupMode = "cgroup v1 (hybrid: v1 controllers, v2 alongside)"
+		}
 	}
-	ok("OCI runtime %s %s, cgroups %s (%s manager)", runtimeName, firstLine(info.Host.OCIRuntime.Version), cgroupMode, info.Host.CgroupManager)
-	if runtimeName == "crun" && (cgroupMode == "v1" || cgroupMode == "hybrid") {
-		bad("crun on a cgroup "+cgroupMode+" host fails (\"cgroups in hybrid mode not supported\")",
-			"use runc: apt-get install runc, then in "+confDropIn(mode)+":\n[engine]\nruntime = \"runc\"\n(scripts/setup-podman.sh does both)")
+	ok("OCI runtime %s %s, %s, %s manager, %s storage", runtimeName, versionOf(info.Host.OCIRuntime.Version), cgroupMode, info.Host.CgroupManager, info.Store.GraphDriverName)
+	// Whether the runtime works here is tried, not guessed from versions:
+	// crun 1.8 (Debian 12) fails on a cgroup v1 hybrid host where crun 1.21
+	// (Debian 13, Podman 5) works.
+	if err := trialPod(ctx, c); err != nil {
+		fix := "check the engine's log"
+		switch {
+		case strings.Contains(err.Error(), "rlimit") && local && mode == "rootful":
+			if f := ulimitsFix(); f != "" {
+				fix = f
+			}
+		case runtimeName == "crun" && info.Host.CgroupVersion == "v1":
+			fix = "use runc: sudo apt-get install runc (Debian/Ubuntu) or sudo dnf install runc (Fedora/RHEL), then in " + confDropIn(mode) + ":\n[engine]\nruntime = \"runc\""
+		}
+		bad("the engine cannot start a pod here: "+err.Error(), fix)
+	} else {
+		ok("a pod starts and is removed (%s)", runtimeName)
 	}
 	if info.Store.GraphDriverName == "vfs" {
 		bad("the vfs storage driver copies every layer: containers start many times slower",
 			"use overlay: in ~/.config/containers/storage.conf set [storage] driver = \"overlay\" (then: podman system reset)")
-	}
-
-	if local && mode == "rootful" {
-		checkUlimits(ok, bad)
 	}
 
 	// The images the suite in this directory would start.
@@ -95,7 +107,7 @@ func doctor(ctx context.Context, uri string, out io.Writer) int {
 				ok("image %s (%s)", img, svc.Name())
 			default:
 				bad("image "+img+" ("+svc.Name()+") is not in the engine's store; tests will pull it at first use",
-					"podman pull "+img+"\n(without a registry: make images, and point CLEANROOM_"+strings.ToUpper(svc.Name())+"_IMAGE at the local image)")
+					"podman pull "+img+"\n(without a registry: build or load an image of it, and point CLEANROOM_"+strings.ToUpper(svc.Name())+"_IMAGE at that)")
 			}
 		}
 	}
@@ -105,6 +117,57 @@ func doctor(ctx context.Context, uri string, out io.Writer) int {
 		ok("lease directory %s", dir)
 	}
 	return summary(out, problems)
+}
+
+// trialPod creates, starts and removes a pod: its infra container proves
+// that the engine's OCI runtime works on this host.
+func trialPod(ctx context.Context, c *podman.Client) error {
+	name := fmt.Sprintf("cleanroom-doctor-%d", os.Getpid())
+	if _, err := c.CreatePod(ctx, podman.PodSpec{Name: name, Labels: map[string]string{cleanroom.LabelRole: "doctor"}}); err != nil {
+		return err
+	}
+	defer func() { _ = c.RemovePod(context.WithoutCancel(ctx), name) }()
+	return c.StartPod(ctx, name)
+}
+
+func distribution(info podman.Info) string {
+	d := info.Host.Distribution
+	if d.Distribution == "" {
+		return "an unknown distribution"
+	}
+	s := d.Distribution + " " + d.Version
+	if d.Codename != "" {
+		s += " (" + d.Codename + ")"
+	}
+	return s
+}
+
+// rootlessNetwork names the rootless network command of a rootless engine.
+func rootlessNetwork(info podman.Info) string {
+	if !info.Host.Security.Rootless {
+		return ""
+	}
+	cmd := info.Host.RootlessNetworkCmd
+	if cmd == "" {
+		cmd = "slirp4netns" // Podman 4 does not say; it has no other
+	}
+	return ", rootless networking " + cmd
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// versionOf shortens "crun version 1.21\ncommit: …" to "1.21".
+func versionOf(s string) string {
+	line := firstLine(s)
+	if _, v, ok := strings.Cut(line, " version "); ok {
+		return v
+	}
+	return line
 }
 
 func summary(out io.Writer, problems int) int {
@@ -136,26 +199,12 @@ func confDropIn(mode string) string {
 	return "/etc/containers/containers.conf.d/50-cleanroom.conf"
 }
 
-// localCgroupMode tells v2, hybrid or v1 from /sys/fs/cgroup.
-func localCgroupMode() string {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs("/sys/fs/cgroup", &st); err != nil {
-		return "unknown"
-	}
-	const cgroup2Magic = 0x63677270
-	if st.Type == cgroup2Magic {
-		return "v2"
-	}
-	if _, err := os.Stat("/sys/fs/cgroup/unified"); err == nil {
-		return "hybrid"
-	}
-	return "v1"
-}
 
-// checkUlimits: rootful Podman 4 sets RLIMIT_NOFILE and RLIMIT_NPROC to
-// 1048576 in every container unless containers.conf says otherwise; without
-// CAP_SYS_RESOURCE that fails where the service's hard limits are lower.
-func checkUlimits(ok func(string, ...any), bad func(string, string)) {
+// ulimitsFix explains a failed start by the limits: rootful Podman sets
+// RLIMIT_NOFILE and RLIMIT_NPROC to 1048576 in every container unless
+// containers.conf says otherwise; without CAP_SYS_RESOURCE that fails where
+// the service's hard limits are lower. "" when the limits do not explain it.
+func ulimitsFix() string {
 	const podmanDefault = 1048576
 	limits := serviceLimits()
 	cfg, err := config.New(nil)
@@ -178,12 +227,10 @@ func checkUlimits(ok func(string, ...any), bad func(string, string)) {
 		}
 		missing = append(missing, fmt.Sprintf("\"%s=%d:%d\"", l.name, value, value))
 	}
-	if len(missing) > 0 {
-		bad("the engine's hard limits are below the 1048576 open files / processes Podman gives every container: containers fail with \"error setting rlimit\"",
-			"in /etc/containers/containers.conf.d/50-cleanroom.conf:\n[containers]\ndefault_ulimits = ["+strings.Join(missing, ", ")+"]\n(scripts/setup-podman.sh does it)")
-		return
+	if len(missing) == 0 {
+		return ""
 	}
-	ok("container ulimits within the engine's limits")
+	return "the engine's hard limits are below the 1048576 open files / processes Podman gives every container; in /etc/containers/containers.conf.d/50-cleanroom.conf:\n[containers]\ndefault_ulimits = [" + strings.Join(missing, ", ") + "]"
 }
 
 // serviceLimits reads the hard limits of the running Podman service, or of

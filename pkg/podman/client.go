@@ -355,6 +355,19 @@ type Info struct {
 			Rootless bool `json:"rootless"`
 		} `json:"security"`
 		EventLogger string `json:"eventLogger"`
+		// NetworkBackend is "cni" (Podman 4 may use it) or "netavark"
+		// (Podman 5 has no other).
+		NetworkBackend string `json:"networkBackend"`
+		// RootlessNetworkCmd is what rootless networking uses: "pasta"
+		// (Podman 5's default) or "slirp4netns"; "" from Podman 4, which
+		// uses slirp4netns.
+		RootlessNetworkCmd string `json:"rootlessNetworkCmd"`
+		Distribution       struct {
+			Distribution string `json:"distribution"` // e.g. "fedora", "debian"
+			Version      string `json:"version"`
+			Codename     string `json:"codename"`
+		} `json:"distribution"`
+		Kernel string `json:"kernel"`
 	} `json:"host"`
 	Store struct {
 		GraphDriverName string `json:"graphDriverName"`
