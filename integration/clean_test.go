@@ -16,11 +16,25 @@ import (
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
-// privateEngine starts a Podman API service with its own storage, so that a
+// localPodman is the podman command of this machine, as a local engine
+// (CONTAINER_HOST, set where the suite runs against another engine, would
+// make it a remote client).
+func localPodman(args ...string) *exec.Cmd {
+	cmd := exec.Command("podman", args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CONTAINER_HOST=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	return cmd
+}
+
+// privateEngine starts a Podman API service of this machine's podman with
+// its own storage, whichever engine the suite runs against, so that a
 // test can remove "everything labelled" without touching the objects of
 // other tests running at the same time. It returns the service's URI; the
 // service and its storage go when the test ends.
-func privateEngine(t *testing.T) string {
+func privateEngine(t *testing.T, flags ...string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "cleanroom-engine-")
 	if err != nil {
@@ -29,8 +43,9 @@ func privateEngine(t *testing.T) string {
 	uri := "unix://" + filepath.Join(dir, "podman.sock")
 	global := []string{"--storage-driver", "vfs", "--root", filepath.Join(dir, "root"),
 		"--runroot", filepath.Join(dir, "run"), "--tmpdir", filepath.Join(dir, "tmp")}
+	global = append(global, flags...)
 	var logs bytes.Buffer
-	cmd := exec.Command("podman", append(global, "system", "service", "--time=0", uri)...)
+	cmd := localPodman(append(global, "system", "service", "--time=0", uri)...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start a private podman service: %v", err)
@@ -39,7 +54,7 @@ func privateEngine(t *testing.T) string {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		// The engine's storage belongs to sub-uids when rootless.
-		_ = exec.Command("podman", append(global, "unshare", "rm", "-rf", dir)...).Run()
+		_ = localPodman(append(global, "unshare", "rm", "-rf", dir)...).Run()
 		_ = os.RemoveAll(dir)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -56,7 +71,7 @@ func privateEngine(t *testing.T) string {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// The busybox image, for containers outside pods.
-	save := exec.Command("podman", "save", "-q", busyboxImage)
+	save := localPodman("save", "-q", busyboxImage)
 	load := exec.Command("podman", "--url", uri, "load", "-q")
 	pipe, _ := save.StdoutPipe()
 	load.Stdin = pipe

@@ -231,7 +231,7 @@ func TestReadinessTimeoutCarriesTheLogTail(t *testing.T) {
 		t.Fatal("a service that never listens became ready")
 	}
 	msg := err.Error()
-	for _, want := range []string{"start stuck: wait ready (3s)", "http GET http://127.0.0.1:", "last 50 log lines", "boot step 80", "FATAL: config missing"} {
+	for _, want := range []string{"start stuck: wait ready (3s)", "http GET http://" + bindAddress + ":", "last 50 log lines", "boot step 80", "FATAL: config missing"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error does not say %q:\n%s", want, msg)
 		}
@@ -426,7 +426,7 @@ func TestPostgresDefaultsForTests(t *testing.T) {
 	if err != nil || !strings.Contains(string(res.Stdout), "tmpfs") {
 		t.Errorf("data directory %s is not on tmpfs: %q %v", got["data_directory"], res.Stdout, err)
 	}
-	if pg.User() != "cleanroom" || pg.Database() != "cleanroom" || len(pg.Password()) < 16 || pg.Host() != "127.0.0.1" {
+	if pg.User() != "cleanroom" || pg.Database() != "cleanroom" || len(pg.Password()) < 16 || pg.Host() != bindAddress {
 		t.Errorf("user %s db %s password %q host %s", pg.User(), pg.Database(), pg.Password(), pg.Host())
 	}
 }

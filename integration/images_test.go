@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func TestPostgresImageContract(t *testing.T) {
 	t.Parallel()
 	c := connect(t)
 	ctx := context.Background()
-	pod := newPod(t, c, podman.PodSpec{Ports: []podman.Port{{ContainerPort: 5432}}})
+	pod := newPod(t, c, podman.PodSpec{Ports: []podman.Port{{ContainerPort: 5432, HostIP: bindAddress}}})
 	password := randomHex(12)
 	// An init script written just before the entrypoint runs, as a user's
 	// mounted /docker-entrypoint-initdb.d would hold it.
@@ -94,9 +95,11 @@ func TestPostgresImageContract(t *testing.T) {
 		t.Errorf("log line probe: a third occurrence was seen")
 	}
 
-	res, err := c.Exec(ctx, id, []string{"sh", "-c", "pg_isready -q && id -u"})
-	if err != nil || res.ExitCode != 0 || strings.TrimSpace(string(res.Stdout)) != "999" {
-		t.Errorf("pg_isready as uid 999: %+v %s, %v", res, res.Stderr, err)
+	// Started as root, as the official image is; the server runs as
+	// postgres (uid 999) and owns its data.
+	res, err := c.Exec(ctx, id, []string{"sh", "-c", `pg_isready -q && id -u && stat -c %u /proc/1 "$PGDATA"`})
+	if got := strings.Fields(string(res.Stdout)); err != nil || res.ExitCode != 0 || !slices.Equal(got, []string{"0", "999", "999"}) {
+		t.Errorf("uid of exec, server, PGDATA: %q (want 0 999 999) %+v %s, %v", got, res, res.Stderr, err)
 	}
 }
 
@@ -104,7 +107,7 @@ func TestPostgresImageTrustAndMissingPassword(t *testing.T) {
 	t.Parallel()
 	c := connect(t)
 	ctx := context.Background()
-	pod := newPod(t, c, podman.PodSpec{Ports: []podman.Port{{ContainerPort: 5432}}})
+	pod := newPod(t, c, podman.PodSpec{Ports: []podman.Port{{ContainerPort: 5432, HostIP: bindAddress}}})
 	id := startIn(t, c, pod, podman.ContainerSpec{
 		Image: postgresImage, Tmpfs: pgTmpfs,
 		Env: map[string]string{"POSTGRES_HOST_AUTH_METHOD": "trust", "PGDATA": pgData},
@@ -141,7 +144,7 @@ func TestRedisImageContract(t *testing.T) {
 	t.Parallel()
 	c := connect(t)
 	ctx := context.Background()
-	pod := newPod(t, c, podman.PodSpec{Ports: []podman.Port{{ContainerPort: 6379}}})
+	pod := newPod(t, c, podman.PodSpec{Ports: []podman.Port{{ContainerPort: 6379, HostIP: bindAddress}}})
 	id := startIn(t, c, pod, podman.ContainerSpec{Image: redisImage, Command: []string{"--save", ""}})
 	info, err := c.InspectPod(ctx, pod)
 	if err != nil {
@@ -167,5 +170,11 @@ func TestRedisImageContract(t *testing.T) {
 	res, err := c.Exec(ctx, id, []string{"redis-cli", "GET", "k"})
 	if err != nil || res.ExitCode != 0 || strings.TrimSpace(string(res.Stdout)) != "v" {
 		t.Errorf("redis-cli GET k: %+v %s, %v", res, res.Stderr, err)
+	}
+	// Started as root, as the official image is; the server runs as redis
+	// (uid 999) in /data.
+	res, err = c.Exec(ctx, id, []string{"stat", "-c", "%u", "/proc/1", "/data"})
+	if got := strings.Fields(string(res.Stdout)); err != nil || res.ExitCode != 0 || !slices.Equal(got, []string{"999", "999"}) {
+		t.Errorf("uid of the server and of /data: %q (want 999 999) %+v %s, %v", got, res, res.Stderr, err)
 	}
 }

@@ -106,13 +106,13 @@ func TestKubeYAMLRoundTrip(t *testing.T) {
 	ports := playBack(t, c, y, "crit-kube-"+randomHex(3))
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	url := fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", pg.Postgres().User(), password, ports[5432], pg.Postgres().Database())
+	url := fmt.Sprintf("postgres://%s:%s@%s:%d/%s?sslmode=disable", pg.Postgres().User(), password, bindAddress, ports[5432], pg.Postgres().Database())
 	probe := healthcheck.Postgres(url)
 	defer probe.Close()
 	if err := healthcheck.Wait(wctx, probe, healthcheck.Options{}); err != nil {
 		t.Errorf("Postgres of the played-back YAML: %v", err)
 	}
-	if err := healthcheck.Wait(wctx, healthcheck.Redis(fmt.Sprintf("127.0.0.1:%d", ports[6379]), password), healthcheck.Options{}); err != nil {
+	if err := healthcheck.Wait(wctx, healthcheck.Redis(fmt.Sprintf("%s:%d", bindAddress, ports[6379]), password), healthcheck.Options{}); err != nil {
 		t.Errorf("Redis of the played-back YAML (its password from the Secret through $CLEANROOM_PASSWORD): %v", err)
 	}
 }

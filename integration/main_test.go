@@ -25,6 +25,18 @@ var (
 	busyboxImage  = envOr("CLEANROOM_BUSYBOX_IMAGE", "localhost/cleanroom/busybox:latest")
 )
 
+// Where the tests reach the ports the engine publishes, and where the engine
+// reaches what the tests listen on: both 127.0.0.1 for an engine on this
+// machine's network. For an engine whose ports this machine reaches at
+// another address (make podman5: an engine in a container; make remote: an
+// engine behind ssh), CLEANROOM_BIND_ADDRESS is that address, as it is for
+// the library, and CLEANROOM_TEST_HOST_IP is this machine's address as the
+// engine sees it.
+var (
+	bindAddress = envOr("CLEANROOM_BIND_ADDRESS", "127.0.0.1")
+	testHostIP  = envOr("CLEANROOM_TEST_HOST_IP", "127.0.0.1")
+)
+
 // runLabel marks every object this test binary creates, so that TestMain can
 // prove nothing of this run is left behind without touching anything else.
 const runLabel = "io.cleanroom.test-run"

@@ -17,7 +17,9 @@ import (
 )
 
 // testRegistry is the distribution registry scripts/setup-registry.sh
-// runs on this machine, holding our local images.
+// runs on this machine, holding our local images. The Podman 5 engine of
+// make podman5 runs in a container: it reaches a read-only copy of the same
+// registry at the same address (scripts/setup-podman5.sh).
 const testRegistry = "127.0.0.1:5000"
 
 func requireRegistry(t *testing.T) {
@@ -52,12 +54,14 @@ func (p *countingPuller) Pull(ctx context.Context, ref string, progress func(pod
 	})
 }
 
-// throttle puts a proxy on 127.0.0.1:5001 (marked insecure by
-// setup-registry.sh) that forwards to the test registry at rate bytes per
-// second, so that a pull lasts long enough for the engine to report bytes.
+// throttle puts a proxy on port 5001 of this machine's address as the engine
+// sees it (marked insecure for the engine by setup-registry.sh, or the
+// Podman 5 engine's entrypoint) that forwards to the test registry at rate
+// bytes per second, so that a pull lasts long enough for the engine to
+// report bytes. It returns the proxy's address.
 func throttle(t *testing.T, rate int) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:5001")
+	l, err := net.Listen("tcp", net.JoinHostPort(testHostIP, "5001"))
 	if err != nil {
 		t.Fatalf("throttling proxy: %v", err)
 	}
@@ -92,7 +96,7 @@ func throttle(t *testing.T, rate int) string {
 			}()
 		}
 	}()
-	return "127.0.0.1:5001"
+	return l.Addr().String()
 }
 
 func TestPullFromARealRegistryShowsProgress(t *testing.T) {
@@ -175,7 +179,7 @@ func TestPullOfAMissingImageFailsFast(t *testing.T) {
 func TestStalledPullFailsClearly(t *testing.T) {
 	t.Parallel()
 	// A "registry" that accepts connections and never says a word.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(testHostIP, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,8 @@ package integration
 
 import (
 	"context"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,6 +57,18 @@ func startPostgres(t *testing.T, suite string, opts ...cleanroom.Option) cleanro
 	}
 	conn.Close(context.Background())
 	st := env.Stats()
+	// A start from a snapshot finds an initialised data directory: no
+	// initdb, no init scripts. (The official image's VOLUME on PGDATA once
+	// left snapshots empty: commits do not keep volumes.)
+	if st.Snapshot == 1 {
+		logs, err := connect(t).Logs(context.Background(), c.ID, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if all := strings.Join(logs, "\n"); strings.Contains(all, "init process complete") {
+			t.Errorf("the start from snapshot %s initialised the database again:\n%s", c.Image, all)
+		}
+	}
 	if err := env.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +80,12 @@ func TestSnapshotStartUpAndInvalidation(t *testing.T) {
 	// Not parallel: it sets CLEANROOM_REBUILD.
 	suite := "it-snap-" + randomHex(4)
 	t.Cleanup(func() { removeSnapshots(t, suite) })
+	// The image keeps its data in a volume, as the official one does: the
+	// case snapshots must handle.
+	out, err := exec.Command("podman", "image", "inspect", "--format", "{{json .Config.Volumes}}", postgresImage).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"/var/lib/postgresql/data"`) {
+		t.Fatalf("%s declares no VOLUME /var/lib/postgresql/data (as the official image does): %s %v", postgresImage, out, err)
+	}
 
 	if st := startPostgres(t, suite); st.Started != 1 || st.Snapshot != 0 {
 		t.Fatalf("first run: %+v; want a plain cold start", st)

@@ -4,6 +4,9 @@
 # POSTGRES_DB, POSTGRES_HOST_AUTH_METHOD, POSTGRES_INITDB_ARGS and the *_FILE
 # variants; initdb on first start into an empty PGDATA; scripts in
 # /docker-entrypoint-initdb.d; port 5432 on all addresses; uid 999; SIGINT.
+# Laid out as the official image is: PGDATA=/var/lib/postgresql/data is a
+# VOLUME, and the entrypoint starts as root, makes PGDATA the server's and
+# drops to postgres (setpriv, where the official image has gosu).
 IMAGE=localhost/cleanroom/postgres:15
 SUITE=bookworm
 INCLUDE=postgresql-15
@@ -22,7 +25,7 @@ CHANGES=(
 	'ENV LANG=C.UTF-8'
 	'ENV PG_MAJOR=15'
 	'ENV PGDATA=/var/lib/postgresql/data'
-	'USER postgres'
+	'VOLUME /var/lib/postgresql/data'
 	'WORKDIR /var/lib/postgresql'
 	'EXPOSE 5432'
 	'STOPSIGNAL SIGINT'

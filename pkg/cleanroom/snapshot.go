@@ -197,12 +197,15 @@ func (e *Environment) doBuildSnapshot(ctx context.Context, svc *Service, ref, ke
 		}
 	}()
 	// The same definition, its data in the container's own file system so
-	// that a commit keeps it.
+	// that a commit keeps it: no tmpfs, and no volume where the image
+	// declares one (the official Postgres image has VOLUME on its data
+	// directory, and a commit leaves volumes out).
 	builder := *svc
 	builder.tmpfs = nil
 	id, err := e.eng.CreateContainer(ctx, podman.ContainerSpec{
 		Name: name + "-" + svc.name, Image: svc.image, Pod: p.id,
 		Env: svc.env, Entrypoint: svc.entrypoint, Command: svc.command,
+		ImageVolumes: "ignore",
 		Labels:  e.labels(map[string]string{LabelService: svc.name, LabelRole: "snapshot-builder"}),
 		Timeout: 2*e.cfg.ContainerStartupTimeout + time.Minute,
 	})

@@ -38,6 +38,11 @@ type ContainerSpec struct {
 	// StopTimeout is how long a stop waits after the stop signal before
 	// killing. Default: the engine's (10 s).
 	StopTimeout time.Duration
+	// ImageVolumes says what becomes of the VOLUMEs the image declares:
+	// "" (default) an anonymous volume each, removed with the container;
+	// "tmpfs" a tmpfs each; "ignore" none, so that what is written there
+	// stays in the container's own file system (and a commit keeps it).
+	ImageVolumes string
 }
 
 type mount struct {
@@ -59,6 +64,7 @@ type containerCreateRequest struct {
 	User        string            `json:"user,omitempty"`
 	Timeout     uint              `json:"timeout,omitempty"`
 	StopTimeout *uint             `json:"stop_timeout,omitempty"`
+	ImageVolume string            `json:"image_volume_mode,omitempty"`
 }
 
 // CreateContainer creates (does not start) a container and returns its ID.
@@ -72,7 +78,12 @@ func (c *Client) CreateContainer(ctx context.Context, spec ContainerSpec) (strin
 	req := containerCreateRequest{
 		Name: spec.Name, Image: spec.Image, Pod: spec.Pod, Env: spec.Env,
 		Entrypoint: spec.Entrypoint, Command: spec.Command, Labels: withManaged(spec.Labels),
-		User: spec.User,
+		User: spec.User, ImageVolume: spec.ImageVolumes,
+	}
+	switch spec.ImageVolumes {
+	case "", "tmpfs", "ignore":
+	default:
+		return "", fmt.Errorf("%s: image volumes %q: want \"\", \"tmpfs\" or \"ignore\"", op, spec.ImageVolumes)
 	}
 	if spec.Timeout > 0 {
 		req.Timeout = uint((spec.Timeout + time.Second - 1) / time.Second)

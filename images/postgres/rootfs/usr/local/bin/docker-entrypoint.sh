@@ -84,6 +84,16 @@ if [ "${1:0:1}" = - ]; then
 	set -- postgres "$@"
 fi
 
+if [ "$1" = postgres ] && [ "$(id -u)" = 0 ]; then
+	# Started as root, as the official image is: make PGDATA and the socket
+	# directory the server's, then run this script again as postgres.
+	mkdir -p "$PGDATA"
+	chmod 0700 "$PGDATA" || true
+	find "$PGDATA" \! -user postgres -exec chown postgres:postgres '{}' +
+	install -d -o postgres -g postgres -m 3777 /var/run/postgresql
+	exec setpriv --reuid=postgres --regid=postgres --init-groups "$BASH_SOURCE" "$@"
+fi
+
 if [ "$1" = postgres ]; then
 	mkdir -p "$PGDATA" || fail "cannot create PGDATA $PGDATA as $(id -un)"
 	chmod 0700 "$PGDATA" 2>/dev/null || true

@@ -17,4 +17,10 @@ if [ "${1:-}" = redis-server ]; then
 	esac
 fi
 
+# Started as root, as the official image is: the server runs as redis.
+if [ "${1:-}" = redis-server ] && [ "$(id -u)" = 0 ]; then
+	find . \! -user redis -exec chown redis:redis '{}' +
+	exec setpriv --reuid=redis --regid=redis --init-groups "$0" "$@"
+fi
+
 exec "$@"
