@@ -3,7 +3,8 @@
 #               and Redis, with per-package start-up times and reuse counts
 #   make test   everything CI runs: setup, images, registry, gofmt, vet, build
 #               guard, unit and integration tests with -race, leak check, and
-#               (as root) the integration suite again rootless and over ssh
+#               (as root) the integration suite again rootless, over ssh, and
+#               on Podman 5.4 rootful and rootless
 
 SHELL := /bin/bash
 GO ?= go
@@ -17,7 +18,7 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v -e /integration -e /examples/shop)
 INTEGRATION_PKGS = ./integration/... ./examples/shop/...
 TEST_FLAGS ?= -race -count=1
 
-.PHONY: help setup images setup-again registry test test-steps demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless remote
+.PHONY: help setup images setup-again registry test test-steps demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless remote podman5 official-images
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,7 +45,7 @@ test: ## all checks and tests, as CI runs them
 	flock -n "$$lock" true || echo "make test: another make test of this user is running on this engine; waiting for it to end"; \
 	flock "$$lock" $(MAKE) --no-print-directory test-steps
 
-test-steps: images setup-again fmt-check vet build-guard unit integration check-leaks rootless remote
+test-steps: images setup-again fmt-check vet build-guard unit integration official-images check-leaks rootless remote podman5
 	@echo "make test: all green"
 
 # Run right after a set-up: a second one must find everything in place,
@@ -87,6 +88,12 @@ bench-compare: images ## the side-by-side benchmark (per-test containers, testco
 
 remote: ## the core scenarios against a Podman reached over ssh (sshd on 198.51.100.7:2222, an address on the loopback device; when run as root)
 	@if [ "$$(id -u)" = 0 ]; then scripts/remote-test.sh $(ROOTLESS_USER); fi
+
+official-images: images ## where a registry is reachable, the snapshot test and the example shop on the official postgres and redis images; else says it skipped them
+	@TEST_FLAGS="$(TEST_FLAGS)" scripts/official-images-test.sh
+
+podman5: images registry ## the integration suite on Podman 5.4 (crun, netavark): rootful, rootless (pasta), core scenarios with runc (as root)
+	@if [ "$$(id -u)" = 0 ]; then TEST_FLAGS="$(TEST_FLAGS)" scripts/podman5-test.sh; fi
 
 check-leaks: ## fail if any cleanroom pod or container is left (after the reapers' grace period)
 	@$(GO) build -o bin/cleanroom ./cmd/cleanroom; \

@@ -4,6 +4,9 @@
 #
 #   scripts/build-images.sh            build what is missing or out of date
 #   scripts/build-images.sh postgres   only that image (a directory of images/)
+#
+# A recipe with OPTIONAL=1 (the Podman 5 engine image) is built only when
+# named; the others make up the default set.
 #   CLEANROOM_REBUILD=1 scripts/build-images.sh   rebuild regardless
 #
 # Each images/<name>/ holds recipe.sh (packages, image settings, a customize
@@ -44,6 +47,7 @@ if [ "$(id -u)" -ne 0 ] && [ "${1:-}" != --customize ]; then
 	# root) and copy each image into this user's store.
 	current=1
 	for recipe in "$top"/images/*/recipe.sh; do
+		[ "$(. "$recipe"; echo "${OPTIONAL:-}")" = 1 ] && continue
 		img=$(. "$recipe"; echo "$IMAGE")
 		have=$(podman image inspect --format '{{index .Labels "io.cleanroom.recipe"}}' "$img" 2>/dev/null || true)
 		[ "$have" = "$(recipe_hash "$(dirname "$recipe")")" ] || current=0
@@ -52,6 +56,7 @@ if [ "$(id -u)" -ne 0 ] && [ "${1:-}" != --customize ]; then
 	command -v sudo >/dev/null || die "building images needs root; run: su -c '$self'"
 	sudo "$self" "$@"
 	for recipe in "$top"/images/*/recipe.sh; do
+		[ "$(. "$recipe"; echo "${OPTIONAL:-}")" = 1 ] && continue
 		img=$(. "$recipe"; echo "$IMAGE")
 		want=$(sudo podman image inspect --format '{{.Id}}' "$img")
 		have=$(podman image inspect --format '{{.Id}}' "$img" 2>/dev/null || true)
@@ -72,7 +77,7 @@ if ! command -v mmdebstrap >/dev/null || [ ! -e /usr/share/keyrings/debian-archi
 fi
 
 build() {
-	local dir=$1 name IMAGE SUITE INCLUDE EXCLUDE USERS CHANGES
+	local dir=$1 name IMAGE SUITE INCLUDE EXCLUDE USERS CHANGES OPTIONAL=""
 	name=$(basename "$dir")
 	# shellcheck source=/dev/null
 	. "$dir/recipe.sh"
@@ -146,7 +151,10 @@ if [ $# -gt 0 ]; then
 		dirs+=("$top/images/$n")
 	done
 else
-	dirs=("$top"/images/*/)
+	dirs=()
+	for d in "$top"/images/*/; do
+		[ "$(. "$d/recipe.sh"; echo "${OPTIONAL:-}")" = 1 ] || dirs+=("$d")
+	done
 fi
 tmp_root=$(mktemp -d /var/tmp/cleanroom-images.XXXXXX)
 trap 'rm -rf "$tmp_root"' EXIT

@@ -293,7 +293,7 @@ if ! ping_socket "$user_sock"; then
 	say "started the rootless Podman API service of $u on unix://$user_sock"
 fi
 # The local images, copied into the user's store when they differ there.
-for img in $(podman images --format '{{.Repository}}:{{.Tag}}' --filter reference='localhost/cleanroom/*'); do
+for img in $(podman images --format '{{.Repository}}:{{.Tag}}' --filter reference='localhost/cleanroom/*' | grep '^localhost/cleanroom/' | grep -v '^localhost/cleanroom/podman5:'); do
 	want=$(podman image inspect --format '{{.Id}}' "$img")
 	have=$(as_user podman image inspect --format '{{.Id}}' "$img" 2>/dev/null || true)
 	if [ "$want" != "$have" ]; then
