@@ -41,9 +41,7 @@ bench: images ## the benchmarks: warm attach (cached, probed), cold start, per-t
 # One make test at a time per user and machine: two runs share the engine,
 # and each one's leak check would count the other's pods in use.
 test: ## all checks and tests, as CI runs them
-	@lock=/tmp/cleanroom-make-test-$$(id -u).lock; \
-	flock -n "$$lock" true || echo "make test: another make test of this user is running on this engine; waiting for it to end"; \
-	flock "$$lock" $(MAKE) --no-print-directory test-steps
+	@scripts/one-at-a-time.sh /tmp/cleanroom-make-test-$$(id -u).lock $(MAKE) --no-print-directory test-steps
 
 test-steps: images setup-again fmt-check vet build-guard unit integration official-images check-leaks rootless remote podman5
 	@echo "make test: all green"
