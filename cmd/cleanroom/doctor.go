@@ -199,7 +199,6 @@ func confDropIn(mode string) string {
 	return "/etc/containers/containers.conf.d/50-cleanroom.conf"
 }
 
-
 // ulimitsFix explains a failed start by the limits: rootful Podman sets
 // RLIMIT_NOFILE and RLIMIT_NPROC to 1048576 in every container unless
 // containers.conf says otherwise; without CAP_SYS_RESOURCE that fails where

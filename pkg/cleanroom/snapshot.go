@@ -206,8 +206,8 @@ func (e *Environment) doBuildSnapshot(ctx context.Context, svc *Service, ref, ke
 		Name: name + "-" + svc.name, Image: svc.image, Pod: p.id,
 		Env: svc.env, Entrypoint: svc.entrypoint, Command: svc.command,
 		ImageVolumes: "ignore",
-		Labels:  e.labels(map[string]string{LabelService: svc.name, LabelRole: "snapshot-builder"}),
-		Timeout: 2*e.cfg.ContainerStartupTimeout + time.Minute,
+		Labels:       e.labels(map[string]string{LabelService: svc.name, LabelRole: "snapshot-builder"}),
+		Timeout:      2*e.cfg.ContainerStartupTimeout + time.Minute,
 	})
 	if err != nil {
 		return err
