@@ -21,10 +21,12 @@ type entry struct {
 	mu          sync.Mutex
 	cur         *Container
 	lastHealthy time.Time
-	users       int // tests of this process attached to cur
-	inflight    *call
-	fallback    error // set once the singleton failed: per-test from then on
-	broken      error // the per-test fallback failed too: fail fast
+	users       int        // tests of this process attached to cur
+	inflight    *call      // a creation or replacement under way
+	probing     *probeCall // a health probe of cur under way
+	condemned   error      // why cur must be replaced (a failed probe)
+	fallback    error      // set once the singleton failed: per-test from then on
+	broken      error      // the per-test fallback failed too: fail fast
 	probe       healthcheck.Probe
 	probeOf     *Container // the container probe was made for
 }
@@ -46,10 +48,22 @@ func closeProbe(p healthcheck.Probe) {
 	}
 }
 
+// call is a creation (or replacement) of a container, which every caller
+// that arrives meanwhile waits for.
 type call struct {
 	done chan struct{}
 	c    *Container
 	err  error
+}
+
+// probeCall is one health check of a container. It runs on a context of
+// its own: callers wait for it with theirs, so a caller that gives up (a
+// cancelled t.Context() in a cleanup, say) gets its own error back and
+// never decides the container's fate.
+type probeCall struct {
+	done chan struct{}
+	c    *Container // the container checked
+	err  error      // nil: healthy
 }
 
 // Get returns the declared service's container, starting it on first use,
@@ -101,8 +115,13 @@ func (e *Environment) lookup(name string, factory func() Service) (*entry, error
 
 // acquire returns the entry's container after the reuse checks, creating
 // or replacing it as needed. user counts the caller as a user of the
-// container until release.
+// container until release. The entry's lock is never held across engine or
+// network calls: a probe and a creation run on their own, and every waiter
+// waits with its own context.
 func (e *Environment) acquire(ctx context.Context, ent *entry, user bool) (*Container, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("cleanroom: get %s: %w", ent.svc.name, err)
+	}
 	ent.mu.Lock()
 	for {
 		if e.isClosed() {
@@ -130,19 +149,38 @@ func (e *Environment) acquire(ctx context.Context, ent *entry, user bool) (*Cont
 			}
 			continue // replaced again meanwhile: look once more
 		}
+		if pc := ent.probing; pc != nil {
+			ent.mu.Unlock()
+			select {
+			case <-pc.done:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("cleanroom: wait for the health check of %s: %w", ent.svc.name, ctx.Err())
+			}
+			ent.mu.Lock()
+			if pc.err == nil && ent.cur == pc.c && ent.condemned == nil {
+				if user {
+					ent.users++
+				}
+				e.reused.Add(1)
+				ent.mu.Unlock()
+				return pc.c, nil
+			}
+			continue // condemned, or replaced meanwhile: look once more
+		}
 		reason := ""
 		if c := ent.cur; c != nil {
 			switch age := time.Since(c.Created); {
+			case ent.condemned != nil:
+				reason = "it is unhealthy: " + ent.condemned.Error()
 			case age > e.cfg.MaxContainerReuseTime && ent.users == 0 && !e.othersAttached():
 				reason = fmt.Sprintf("it is %s old, more than max_container_reuse_time (%s)", age.Round(time.Millisecond), e.cfg.MaxContainerReuseTime)
 			case time.Since(ent.lastHealthy) < e.cfg.ContainerHealthCheckInterval:
 				// healthy recently enough
 			default:
-				if err := e.checkHealth(ctx, ent.healthProbe(c), c); err != nil {
-					reason = "it is unhealthy: " + err.Error()
-				} else {
-					ent.lastHealthy = time.Now()
-				}
+				pc := &probeCall{done: make(chan struct{}), c: c}
+				ent.probing = pc
+				go e.runHealthCheck(ent, c, ent.healthProbe(c), pc)
+				continue // wait for it like any other caller
 			}
 			if reason == "" {
 				if user {
@@ -153,36 +191,89 @@ func (e *Environment) acquire(ctx context.Context, ent *entry, user bool) (*Cont
 				return c, nil
 			}
 		}
-		// Create (or replace) the container, outside the lock; callers that
-		// arrive meanwhile wait for this call's result.
+		// Create (or replace) the container, on its own: callers, this one
+		// included, wait for the call's result with their own contexts.
 		old := ent.cur
 		cl := &call{done: make(chan struct{})}
-		ent.inflight, ent.cur = cl, nil
+		ent.inflight, ent.cur, ent.condemned = cl, nil, nil
 		closeProbe(ent.probe)
 		ent.probe, ent.probeOf = nil, nil
-		ent.mu.Unlock()
-
 		if old != nil {
-			e.log.Warn("cleanroom: replacing container", "service", ent.svc.name, "container", old.Name, "reason", reason)
-			e.replaced.Add(1)
+			e.noteReplacement(ent.svc.name, old, reason)
 		}
-		c, err := e.create(ctx, ent, old)
-
-		ent.mu.Lock()
-		ent.inflight = nil
-		cl.c, cl.err = c, err
-		if err == nil {
-			// Users of a replaced container do not count for the new one.
-			ent.cur, ent.lastHealthy, ent.users = c, time.Now(), 0
-			if user {
-				ent.users = 1
+		go func() {
+			c, err := e.create(ctx, ent, old)
+			ent.mu.Lock()
+			defer ent.mu.Unlock()
+			ent.inflight = nil
+			cl.c, cl.err = c, err
+			if err == nil {
+				// Users of a replaced container do not count for the new one.
+				ent.cur, ent.lastHealthy, ent.users = c, time.Now(), 0
 			}
-		}
-		close(cl.done)
+			close(cl.done)
+		}()
 		ent.mu.Unlock()
-		return c, err
+		select {
+		case <-cl.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cleanroom: wait for %s to start: %w", ent.svc.name, ctx.Err())
+		}
+		if cl.err != nil {
+			return nil, cl.err
+		}
+		ent.mu.Lock()
+		if ent.cur == cl.c {
+			if user {
+				ent.users++
+			}
+			ent.mu.Unlock()
+			return cl.c, nil
+		}
+		// replaced again meanwhile: look once more
 	}
 }
+
+// runHealthCheck checks c with probe p, on a context of its own, and
+// records the outcome: healthy now, or condemned (replaced at the next
+// attach). A failed probe of a container that still runs is tried once
+// more, on a fresh probe, before the container is condemned: a kept
+// connection can die without the server being at fault.
+func (e *Environment) runHealthCheck(ent *entry, c *Container, p healthcheck.Probe, pc *probeCall) {
+	err := e.checkHealth(p, c)
+	if err != nil && !errors.Is(err, errContainerGone) {
+		time.Sleep(healthRetryDelay)
+		fresh := ent.svc.healthProbe(c)
+		if err = e.checkHealth(fresh, c); err == nil {
+			ent.mu.Lock()
+			if ent.probeOf == c { // use the fresh one from now on
+				closeProbe(ent.probe)
+				ent.probe = fresh
+				fresh = nil
+			}
+			ent.mu.Unlock()
+		}
+		closeProbe(fresh)
+	}
+	ent.mu.Lock()
+	defer ent.mu.Unlock()
+	ent.probing, pc.err = nil, err
+	if ent.cur == c {
+		if err == nil {
+			ent.lastHealthy = time.Now()
+		} else {
+			ent.condemned = err
+		}
+	}
+	close(pc.done)
+}
+
+// healthRetryDelay separates the two probes of a container before it is
+// condemned.
+var healthRetryDelay = 250 * time.Millisecond
+
+// healthTimeout bounds one health probe.
+const healthTimeout = 5 * time.Second
 
 // release ends a test's use of c.
 func (e *Environment) release(ent *entry, c *Container) {
@@ -199,10 +290,15 @@ func (e *Environment) isClosed() bool {
 	return e.closed
 }
 
-// checkHealth runs the health probe p (nil: "is it running") once; when it
-// fails, the container's state is added to the reason.
-func (e *Environment) checkHealth(ctx context.Context, p healthcheck.Probe, c *Container) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+// errContainerGone: a health check found the container removed or no
+// longer running; no second probe is needed to condemn it.
+var errContainerGone = errors.New("the container does not run")
+
+// checkHealth runs the health probe p (nil: "is it running") once, bounded
+// by healthTimeout; when it fails, the container's state is added to the
+// reason (matching errContainerGone when it no longer runs).
+func (e *Environment) checkHealth(p healthcheck.Probe, c *Container) error {
+	ctx, cancel := context.WithTimeout(context.Background(), healthTimeout)
 	defer cancel()
 	var err error
 	if p != nil {
@@ -216,12 +312,21 @@ func (e *Environment) checkHealth(ctx context.Context, p healthcheck.Probe, c *C
 	info, ierr := e.eng.InspectContainer(ctx, c.ID)
 	switch {
 	case errors.Is(ierr, podman.ErrNotFound):
-		return fmt.Errorf("%w (the container is gone)", err)
+		return &goneError{err, "gone"}
 	case ierr == nil && !info.State.Running:
-		return fmt.Errorf("%w (the container is %s, exit code %d)", err, info.State.Status, info.State.ExitCode)
+		return &goneError{err, fmt.Sprintf("%s, exit code %d", info.State.Status, info.State.ExitCode)}
 	}
 	return err
 }
+
+// goneError is a failed health check of a container that no longer runs.
+type goneError struct {
+	err   error
+	state string // "gone", "exited, exit code 137", …
+}
+
+func (g *goneError) Error() string   { return fmt.Sprintf("%v (the container is %s)", g.err, g.state) }
+func (g *goneError) Unwrap() []error { return []error{g.err, errContainerGone} }
 
 func (e *Environment) checkRunning(ctx context.Context, id string) error {
 	info, err := e.eng.InspectContainer(ctx, id)

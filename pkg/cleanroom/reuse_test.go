@@ -1,0 +1,135 @@
+package cleanroom
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
+)
+
+// A context that is done (t.Context() in a t.Cleanup, say) must get its own
+// error back, and never condemn the healthy container every test shares.
+func TestCancelledContextNeverCondemnsAContainer(t *testing.T) {
+	var probes atomic.Int32
+	probe := func(c *Container) healthcheck.Probe {
+		return healthcheck.Func("ctx-aware", func(ctx context.Context) error {
+			probes.Add(1)
+			return ctx.Err()
+		})
+	}
+	e, _, _ := webEnv(t, Config{ContainerHealthCheckInterval: time.Nanosecond}, Health(probe))
+	first, err := e.Get(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := e.Get(ctx, "web"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Get with a cancelled context: %v, want context.Canceled", err)
+	}
+	if err := e.Reset(ctx, "web"); err == nil {
+		t.Errorf("Reset with a cancelled context succeeded")
+	}
+	again, err := e.Get(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ID != first.ID {
+		t.Errorf("the container was replaced after a cancelled caller: %s, then %s", first.ID, again.ID)
+	}
+	if st := e.Stats(); st.Replaced != 0 || st.Started != 1 {
+		t.Errorf("stats %+v, want nothing replaced", st)
+	}
+}
+
+// One failed probe of a running container is tried again before it is
+// replaced.
+func TestOneFailedProbeOfARunningContainerIsRetried(t *testing.T) {
+	var calls atomic.Int32
+	flaky := func(c *Container) healthcheck.Probe {
+		return healthcheck.Func("flaky", func(ctx context.Context) error {
+			if calls.Add(1) == 1 {
+				return errors.New("connection reset by peer")
+			}
+			return nil
+		})
+	}
+	e, _, _ := webEnv(t, Config{ContainerHealthCheckInterval: time.Nanosecond}, Health(flaky))
+	first, err := e.Get(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.Get(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ID != first.ID || e.Stats().Replaced != 0 {
+		t.Errorf("a container whose probe failed once was replaced (%s, then %s; %+v)", first.ID, again.ID, e.Stats())
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("%d probes, want 2 (the failure and its retry)", n)
+	}
+
+	// Failing twice condemns it.
+	calls.Store(-10)
+	fail := func(c *Container) healthcheck.Probe {
+		return healthcheck.Func("down", func(ctx context.Context) error { return errors.New("down") })
+	}
+	e2, _, _ := webEnv(t, Config{ContainerHealthCheckInterval: time.Nanosecond}, Health(fail))
+	a, err := e2.Get(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := e2.Get(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ID == b.ID || e2.Stats().Replaced != 1 {
+		t.Errorf("a container whose probe failed twice was kept (%s, then %s; %+v)", a.ID, b.ID, e2.Stats())
+	}
+}
+
+// A slow probe holds no lock: a caller with a deadline gets its own error
+// in time, and the registry can be read meanwhile.
+func TestSlowProbeHoldsNoLock(t *testing.T) {
+	release := make(chan struct{})
+	var slow atomic.Bool
+	probe := func(c *Container) healthcheck.Probe {
+		return healthcheck.Func("slow", func(ctx context.Context) error {
+			if slow.Load() {
+				<-release
+			}
+			return nil
+		})
+	}
+	e, _, _ := webEnv(t, Config{ContainerHealthCheckInterval: time.Nanosecond}, Health(probe))
+	if _, err := e.Get(context.Background(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	slow.Store(true)
+	defer close(release)
+	go func() { _, _ = e.Get(context.Background(), "web") }() // starts the slow probe
+	time.Sleep(20 * time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	_, err := e.Get(ctx, "web")
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "health check") {
+		t.Errorf("Get during a slow probe: %v, want its own deadline", err)
+	}
+	if took := time.Since(began); took > time.Second {
+		t.Errorf("Get with a 50ms deadline returned after %s", took)
+	}
+	done := make(chan struct{})
+	go func() { e.Registry(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Errorf("Registry blocked behind a probe")
+	}
+}
