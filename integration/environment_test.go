@@ -217,6 +217,8 @@ func TestTinyMaxReuseTimeReplacesAtAttach(t *testing.T) {
 
 func TestReadinessTimeoutCarriesTheLogTail(t *testing.T) {
 	t.Parallel()
+	// 10 s: the engine may take seconds to create and start the container on
+	// a loaded machine, and all of that counts against the timeout.
 	// A protocol probe (HTTP): rootless Podman's port forwarder accepts a
 	// TCP connection to a port nothing listens on, so a bare TCP connect
 	// is only a heuristic there (see healthcheck.TCPSettle).
@@ -225,13 +227,13 @@ func TestReadinessTimeoutCarriesTheLogTail(t *testing.T) {
 		cleanroom.Ready(func(c *cleanroom.Container) healthcheck.Probe {
 			return healthcheck.HTTP("http://"+c.Addr(7000)+"/ready", 200)
 		}))
-	env, _ := newEnv(t, cleanroom.Config{ContainerStartupTimeout: 3 * time.Second}, svc)
+	env, _ := newEnv(t, cleanroom.Config{ContainerStartupTimeout: 10 * time.Second}, svc)
 	_, err := env.Get(context.Background(), "stuck")
 	if err == nil {
 		t.Fatal("a service that never listens became ready")
 	}
 	msg := err.Error()
-	for _, want := range []string{"start stuck: wait ready (3s)", "http GET http://" + bindAddress + ":", "last 50 log lines", "boot step 80", "FATAL: config missing"} {
+	for _, want := range []string{"start stuck: wait ready (10s)", "http GET http://" + bindAddress + ":", "last 50 log lines", "boot step 80", "FATAL: config missing"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error does not say %q:\n%s", want, msg)
 		}
