@@ -156,32 +156,6 @@ func TestUnfinishedTemplateIsRebuilt(t *testing.T) {
 	}
 }
 
-// recordingTB is a fake test: it fails on demand and records logs.
-type recordingTB struct {
-	name     string
-	failed   bool
-	logs     []string
-	errs     []string
-	cleanups []func()
-}
-
-func (r *recordingTB) Helper()                        {}
-func (r *recordingTB) Name() string                   { return r.name }
-func (r *recordingTB) Failed() bool                   { return r.failed }
-func (r *recordingTB) Cleanup(f func())               { r.cleanups = append(r.cleanups, f) }
-func (r *recordingTB) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }
-func (r *recordingTB) Errorf(format string, a ...any) {
-	r.errs = append(r.errs, fmt.Sprintf(format, a...))
-}
-func (r *recordingTB) Logf(format string, a ...any) {
-	r.logs = append(r.logs, fmt.Sprintf(format, a...))
-}
-func (r *recordingTB) finish() {
-	for i := len(r.cleanups) - 1; i >= 0; i-- {
-		r.cleanups[i]()
-	}
-}
-
 func TestFailedTestKeepsItsDatabase(t *testing.T) {
 	pg := cleanroom.PostgresFor(t)
 	exists := func(name string) bool {

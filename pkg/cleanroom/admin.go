@@ -1,6 +1,7 @@
 package cleanroom
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -33,7 +34,9 @@ func Leases(engineURI, pod string) LeaseStatus {
 		return LeaseStatus{}
 	}
 	st := LeaseStatus{Known: true, Reaper: files.reaperAlive(), IdleSince: files.idleSince()}
-	_ = files.withSuiteLock(func() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = files.withSuiteLock(ctx, func() error {
 		st.Live, _ = files.scan()
 		return nil
 	})

@@ -59,7 +59,10 @@ type Environment struct {
 	endpoint podman.Endpoint
 	share    *shared     // nil: this process alone owns its pods (no flock, or unit tests)
 	rootless func() bool // the engine runs rootless (asked once, when needed: podman info takes ~0.4 s)
-	secret   string      // the services' password in pods this process creates
+	// startReaper starts the suite's reaper (spawnReaper; unit tests
+	// replace it).
+	startReaper func() error
+	secret      string // the services' password in pods this process creates
 
 	snapMu       sync.Mutex
 	snapDropped  map[string]bool // services whose snapshot CLEANROOM_REBUILD dropped
@@ -74,6 +77,8 @@ type Environment struct {
 
 	mu       sync.Mutex
 	byName   map[string]*entry
+	making   map[string]chan struct{} // late services whose factory runs
+	podCalls map[string]*podCall      // pods being created or adopted
 	suitePod *pod
 	pods     map[string]bool // pods created and not yet removed
 	counter  int             // for per-test pod names
@@ -149,7 +154,8 @@ func New(ctx context.Context, cfg Config, services ...Service) (*Environment, er
 		if dir, err := engineLockDir(e.endpoint.URI); err != nil {
 			e.log.Warn("cleanroom: test processes cannot share the suite's pod; each keeps its own", "error", err)
 		} else {
-			e.share = &shared{files: leaseFiles{dir: dir, pod: e.podName}}
+			e.share = newShared(leaseFiles{dir: dir, pod: e.podName})
+			e.startReaper = e.spawnReaper
 		}
 	}
 	return e, nil
@@ -157,13 +163,16 @@ func New(ctx context.Context, cfg Config, services ...Service) (*Environment, er
 
 func newEnvironment(cfg Config, eng engine, services []Service) (*Environment, error) {
 	e := &Environment{
-		cfg:    cfg,
-		eng:    eng,
-		log:    cfg.Logger,
-		run:    randomHex(4),
-		secret: randomHex(16),
-		byName: map[string]*entry{},
-		pods:   map[string]bool{},
+		cfg:         cfg,
+		eng:         eng,
+		log:         cfg.Logger,
+		run:         randomHex(4),
+		secret:      randomHex(16),
+		byName:      map[string]*entry{},
+		making:      map[string]chan struct{}{},
+		podCalls:    map[string]*podCall{},
+		startReaper: func() error { return nil },
+		pods:        map[string]bool{},
 
 		snapDropped:  map[string]bool{},
 		snapBuilding: map[string]bool{},

@@ -27,6 +27,7 @@ type fakeEngine struct {
 	closed     int
 
 	startDelay   time.Duration                   // each StartContainer sleeps this long
+	podGate      chan struct{}                   // when set, CreatePod waits until it is closed
 	createPodErr func(name string) error         // fails CreatePod when it returns non-nil
 	removePodErr func(name string) error         // fails RemovePod when it returns non-nil
 	imageMissing bool                            // ImageExists says no
@@ -61,6 +62,9 @@ func newFakeEngine() *fakeEngine {
 }
 
 func (f *fakeEngine) CreatePod(_ context.Context, spec podman.PodSpec) (string, error) {
+	if f.podGate != nil {
+		<-f.podGate
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.createPodErr != nil {

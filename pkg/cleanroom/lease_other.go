@@ -3,6 +3,7 @@
 package cleanroom
 
 import (
+	"context"
 	"errors"
 	"os"
 	"syscall"
@@ -18,16 +19,17 @@ func lockDir() (string, error) {
 
 type leaseFiles struct{ dir, pod string }
 
-func (l leaseFiles) reaperLog() string                   { return "" }
-func (l leaseFiles) suiteLock() string                   { return "" }
-func (l leaseFiles) withSuiteLock(fn func() error) error { return fn() }
-func (l leaseFiles) register(string) (*os.File, error)   { return nil, errors.New("not supported") }
-func (l leaseFiles) scan() (live, dead []string)         { return nil, nil }
-func (l leaseFiles) reaperAlive() bool                   { return false }
-func (l leaseFiles) idleSince() time.Time                { return time.Time{} }
-func (l leaseFiles) setIdle(time.Time)                   {}
-func (l leaseFiles) holdReaperLock() (*os.File, error)   { return nil, errors.New("not supported") }
-func detach() *syscall.SysProcAttr                       { return nil }
+func (l leaseFiles) reaperLog() string                                      { return "" }
+func (l leaseFiles) suiteLock() string                                      { return "" }
+func (l leaseFiles) withSuiteLock(_ context.Context, fn func() error) error { return fn() }
+func (l leaseFiles) countLive() int                                         { return 0 }
+func (l leaseFiles) register(string) (*os.File, error)                      { return nil, errors.New("not supported") }
+func (l leaseFiles) scan() (live, dead []string)                            { return nil, nil }
+func (l leaseFiles) reaperAlive() bool                                      { return false }
+func (l leaseFiles) idleSince() time.Time                                   { return time.Time{} }
+func (l leaseFiles) setIdle(time.Time)                                      {}
+func (l leaseFiles) holdReaperLock() (*os.File, error)                      { return nil, errors.New("not supported") }
+func detach() *syscall.SysProcAttr                                          { return nil }
 
 func (l leaseFiles) tidy(bool) {}
 

@@ -3,6 +3,7 @@
 package cleanroom
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -111,14 +112,55 @@ func (l leaseFiles) tidy(keepLog bool) {
 	_ = os.Remove(l.suiteLock())
 }
 
-// withSuiteLock runs fn holding the suite's mutex.
-func (l leaseFiles) withSuiteLock(fn func() error) error {
-	f, err := flockFile(l.suiteLock(), syscall.LOCK_EX, false)
+// withSuiteLock runs fn holding the suite's mutex, waiting for it no
+// longer than ctx allows.
+func (l leaseFiles) withSuiteLock(ctx context.Context, fn func() error) error {
+	f, err := flockFileCtx(ctx, l.suiteLock(), syscall.LOCK_EX)
 	if err != nil {
 		return err
 	}
 	defer f.Close() // closing releases the lock
 	return fn()
+}
+
+// flockFileCtx is flockFile that waits for the lock while ctx allows:
+// flock(2) itself cannot be interrupted by a context, so it tries without
+// blocking, more and more rarely (up to every 50 ms).
+func flockFileCtx(ctx context.Context, path string, how int) (*os.File, error) {
+	delay := time.Millisecond
+	for {
+		f, err := flockFile(path, how, true)
+		if err != nil || f != nil {
+			return f, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for lock %s: %w", path, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 50*time.Millisecond)
+	}
+}
+
+// countLive counts the leases held by live processes, without the suite
+// lock and without removing anything.
+func (l leaseFiles) countLive() int {
+	entries, err := os.ReadDir(l.leaseDir())
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range entries {
+		f, err := os.OpenFile(filepath.Join(l.leaseDir(), e.Name()), os.O_RDONLY, 0)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); errors.Is(err, syscall.EWOULDBLOCK) {
+			n++
+		}
+		f.Close()
+	}
+	return n
 }
 
 // register creates and locks the lease file of run; the returned file must

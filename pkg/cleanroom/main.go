@@ -210,12 +210,12 @@ func (e *Environment) Redis(t TB) *RedisServer {
 // Failures end t with Fatalf.
 func (e *Environment) Use(t TB, name string) *Container {
 	t.Helper()
-	ent, err := e.lookup(name, nil)
+	ctx := context.Background()
+	ent, err := e.lookup(ctx, name, nil)
 	if err != nil {
 		t.Fatalf("%v", err)
 		return nil
 	}
-	ctx := context.Background()
 	ent.mu.Lock()
 	fallback, broken := ent.fallback, ent.broken
 	ent.mu.Unlock()

@@ -23,6 +23,14 @@ type pod struct {
 
 var errPodGone = errors.New("pod is gone")
 
+// podCall is a creation (or adoption) of a pod, which callers that need
+// the same pod meanwhile wait for, each with its own context.
+type podCall struct {
+	done chan struct{}
+	p    *pod
+	err  error
+}
+
 // podFor returns the pod the entry's container lives in, creating or
 // adopting it on first use: the suite pod for declared services (shared by
 // every process of the suite), a pod of this process's own otherwise.
@@ -30,23 +38,54 @@ func (e *Environment) podFor(ctx context.Context, ent *entry) (*pod, error) {
 	if err := e.ensureLease(ctx); err != nil {
 		return nil, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return nil, errors.New("the environment is closed")
+	name, ports, role := e.podName, e.ports, "suite"
+	if ent.late {
+		// A late service's pod is named after it and reused across
+		// replacements.
+		name, ports, role = e.prefix+"-"+ent.svc.name, ent.svc.ports, "service"
 	}
-	if !ent.late {
-		if e.suitePod == nil {
-			p, err := e.createOrAdoptPod(ctx, e.podName, e.ports, "suite")
-			if err != nil {
-				return nil, err
+	for {
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return nil, errors.New("the environment is closed")
+		}
+		if !ent.late && e.suitePod != nil {
+			p := e.suitePod
+			e.mu.Unlock()
+			return p, nil
+		}
+		if pc := e.podCalls[name]; pc != nil {
+			e.mu.Unlock()
+			select {
+			case <-pc.done:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("wait for pod %s: %w", name, ctx.Err())
 			}
+			if pc.err != nil {
+				return nil, pc.err
+			}
+			if ent.late {
+				return pc.p, nil
+			}
+			continue
+		}
+		pc := &podCall{done: make(chan struct{})}
+		e.podCalls[name] = pc
+		e.mu.Unlock()
+
+		p, err := e.createOrAdoptPod(ctx, name, ports, role)
+
+		e.mu.Lock()
+		delete(e.podCalls, name)
+		if err == nil && !ent.late {
 			e.suitePod = p
 		}
-		return e.suitePod, nil
+		pc.p, pc.err = p, err
+		close(pc.done)
+		e.mu.Unlock()
+		return p, err
 	}
-	// A late service's pod is named after it and reused across replacements.
-	return e.createOrAdoptPod(ctx, e.prefix+"-"+ent.svc.name, ent.svc.ports, "service")
 }
 
 // forgetPod drops a pod that was removed from outside.
@@ -60,11 +99,12 @@ func (e *Environment) forgetPod(p *pod) {
 	e.log.Warn("cleanroom: pod vanished; creating it again", "pod", p.name)
 }
 
-// createOrAdoptPod returns pod name, creating it (ports published on
-// 127.0.0.1, host ports chosen by the engine) or, when another process
+// createOrAdoptPod returns pod name, creating it (ports published on the
+// bind address, host ports chosen by the engine) or, when another process
 // created it, adopting it. The engine's name uniqueness is the lock: of
 // concurrent creators exactly one succeeds, the others get a conflict and
-// adopt. Called with e.mu held.
+// adopt. It holds no lock of the environment; a pod it made after the
+// environment was closed is removed again (unless the suite shares it).
 func (e *Environment) createOrAdoptPod(ctx context.Context, name string, ports []uint16, role string) (*pod, error) {
 	for attempt := 0; ; attempt++ {
 		info, err := e.eng.InspectPod(ctx, name)
@@ -83,13 +123,19 @@ func (e *Environment) createOrAdoptPod(ctx context.Context, name string, ports [
 				// Podman creates a pod, then its infra container with the
 				// ports: a pod seconds old may be half made. Look again.
 				if time.Since(info.Created) < 10*time.Second {
-					time.Sleep(20 * time.Millisecond)
+					select {
+					case <-ctx.Done():
+						return nil, fmt.Errorf("wait for pod %s to publish its ports: %w", name, ctx.Err())
+					case <-time.After(20 * time.Millisecond):
+					}
 					attempt--
 					continue
 				}
 				return nil, fmt.Errorf("pod %s does not publish ports %v that this suite declares; remove it: podman pod rm -f %s", name, missing, name)
 			}
-			e.pods[name] = true
+			if err := e.notePod(ctx, name, false); err != nil {
+				return nil, err
+			}
 			e.log.Debug("cleanroom: adopted pod", "pod", name)
 			return p, nil
 		}
@@ -109,7 +155,9 @@ func (e *Environment) createOrAdoptPod(ctx context.Context, name string, ports [
 		if err != nil {
 			return nil, err
 		}
-		e.pods[name] = true
+		if err := e.notePod(ctx, name, true); err != nil {
+			return nil, err
+		}
 		e.log.Debug("cleanroom: created pod", "pod", name)
 		// Its infra container (the network namespace, ~0.3 s) starts while
 		// the first container is looked up and created.
@@ -119,6 +167,28 @@ func (e *Environment) createOrAdoptPod(ctx context.Context, name string, ports [
 			_ = e.eng.StartPod(ctx, name)
 		}()
 	}
+}
+
+// notePod records pod name as one this process uses (Close removes the
+// ones it owns). When the environment was closed meanwhile, a pod this
+// process just created is removed again, unless the suite shares it (its
+// reaper removes that), and the caller gets an error.
+func (e *Environment) notePod(ctx context.Context, name string, created bool) error {
+	e.mu.Lock()
+	closed := e.closed
+	if !closed {
+		e.pods[name] = true
+	}
+	e.mu.Unlock()
+	if !closed {
+		return nil
+	}
+	if created && !(e.share != nil && name == e.podName) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_ = e.eng.RemovePod(rctx, name)
+	}
+	return errors.New("the environment is closed")
 }
 
 func missingPorts(p *pod, ports []uint16) []uint16 {

@@ -15,7 +15,7 @@ import (
 // each; leases of isolation.LeaseDB and their data stay); a Generic
 // service runs its ResetWith function or ResetCommand.
 func (e *Environment) Reset(ctx context.Context, name string) error {
-	ent, err := e.lookup(name, nil)
+	ent, err := e.lookup(ctx, name, nil)
 	if err != nil {
 		return err
 	}

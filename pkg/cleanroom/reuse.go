@@ -81,36 +81,63 @@ func (e *Environment) Get(ctx context.Context, name string) (*Container, error) 
 // failed creation is reported to every caller that waited for it, and the
 // next call tries again.
 func (e *Environment) GetOrCreate(ctx context.Context, name string, factory func() Service) (*Container, error) {
-	ent, err := e.lookup(name, factory)
+	ent, err := e.lookup(ctx, name, factory)
 	if err != nil {
 		return nil, err
 	}
 	return e.acquire(ctx, ent, false)
 }
 
-func (e *Environment) lookup(name string, factory func() Service) (*entry, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return nil, fmt.Errorf("cleanroom: get %s: the environment is closed", name)
-	}
-	if ent, ok := e.byName[name]; ok {
+// lookup returns the registry slot of service name, adding it from
+// factory (called without any lock held, at most once per name: a factory
+// may use the environment) when there is none.
+func (e *Environment) lookup(ctx context.Context, name string, factory func() Service) (*entry, error) {
+	for {
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return nil, fmt.Errorf("cleanroom: get %s: the environment is closed", name)
+		}
+		if ent, ok := e.byName[name]; ok {
+			e.mu.Unlock()
+			return ent, nil
+		}
+		if factory == nil {
+			e.mu.Unlock()
+			return nil, fmt.Errorf("cleanroom: no service %q; declared: %s", name, strings.Join(e.Services(), ", "))
+		}
+		if w, ok := e.making[name]; ok {
+			e.mu.Unlock()
+			select {
+			case <-w:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("cleanroom: get %s: %w", name, ctx.Err())
+			}
+			continue
+		}
+		w := make(chan struct{})
+		e.making[name] = w
+		e.mu.Unlock()
+
+		s := factory().clone()
+		s.name = name
+		if img := e.cfg.Images[name]; img != "" {
+			s.image = img
+		}
+		err := s.validate()
+
+		e.mu.Lock()
+		delete(e.making, name)
+		close(w)
+		if err != nil {
+			e.mu.Unlock()
+			return nil, fmt.Errorf("cleanroom: %w", err)
+		}
+		ent := &entry{svc: &s, late: true}
+		e.byName[name] = ent
+		e.mu.Unlock()
 		return ent, nil
 	}
-	if factory == nil {
-		return nil, fmt.Errorf("cleanroom: no service %q; declared: %s", name, strings.Join(e.Services(), ", "))
-	}
-	s := factory().clone()
-	s.name = name
-	if img := e.cfg.Images[name]; img != "" {
-		s.image = img
-	}
-	if err := s.validate(); err != nil {
-		return nil, fmt.Errorf("cleanroom: %w", err)
-	}
-	ent := &entry{svc: &s, late: true}
-	e.byName[name] = ent
-	return ent, nil
 }
 
 // acquire returns the entry's container after the reuse checks, creating

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,5 +132,76 @@ func TestSlowProbeHoldsNoLock(t *testing.T) {
 	case <-done:
 	case <-time.After(time.Second):
 		t.Errorf("Registry blocked behind a probe")
+	}
+}
+
+// A pod being created holds no lock of the environment: a caller with a
+// deadline gets its own error in time, and the environment can be read.
+func TestPodCreationHoldsNoLock(t *testing.T) {
+	e, f, _ := webEnv(t, Config{})
+	gate := make(chan struct{})
+	f.podGate = gate
+	defer close(gate)
+	go func() { _, _ = e.Get(context.Background(), "web") }() // blocks in CreatePod
+	time.Sleep(20 * time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := e.Get(ctx, "web"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Get while the pod is being created: %v, want its own deadline", err)
+	}
+	done := make(chan struct{})
+	go func() { e.Registry(); e.Stats(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Errorf("the environment's state could not be read while a pod was created")
+	}
+}
+
+// A factory may use the environment: it runs without its lock.
+func TestFactoryMayUseTheEnvironment(t *testing.T) {
+	e, f, _ := webEnv(t, Config{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.GetOrCreate(context.Background(), "late", func() Service {
+			_ = e.Registry() // takes the environment's lock
+			return Generic("late", "example.com/late:1", Port(9000), Ready(running(f)))
+		})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a factory that reads the environment deadlocked")
+	}
+}
+
+// Registering a lease waits for the suite lock (the reaper holds it while it
+// removes a pod) only as long as the caller's context allows.
+func TestLeaseWaitHonoursTheContext(t *testing.T) {
+	e, _, _ := webEnv(t, Config{})
+	files := leaseFiles{dir: t.TempDir(), pod: e.podName}
+	e.share = newShared(files)
+	held, err := flockFile(files.suiteLock(), syscall.LOCK_EX, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	if _, err := e.Get(ctx, "web"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Get while another process holds the suite lock: %v, want its own deadline", err)
+	}
+	if took := time.Since(began); took > 2*time.Second {
+		t.Errorf("Get with a 100ms deadline returned after %s", took)
+	}
+	held.Close()
+	if _, err := e.Get(context.Background(), "web"); err != nil {
+		t.Errorf("Get once the lock is free: %v", err)
 	}
 }

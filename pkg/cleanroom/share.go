@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
@@ -40,8 +39,16 @@ var reaperPoll = 100 * time.Millisecond
 type shared struct {
 	files leaseFiles
 
-	mu    sync.Mutex
+	// sem is the process's lock on lease: a channel, so that a caller
+	// waiting for it (while another takes the suite lock, which the reaper
+	// may hold for as long as a pod removal takes) can give up with its
+	// context.
+	sem   chan struct{}
 	lease *os.File // held while this process uses the suite's pods
+}
+
+func newShared(files leaseFiles) *shared {
+	return &shared{files: files, sem: make(chan struct{}, 1)}
 }
 
 // ensureLease registers this process's lease, sweeping stale pods and
@@ -51,12 +58,16 @@ func (e *Environment) ensureLease(ctx context.Context) error {
 	if sh == nil {
 		return nil
 	}
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
+	select {
+	case sh.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("lease on suite %s: %w", e.suite, ctx.Err())
+	}
+	defer func() { <-sh.sem }()
 	if sh.lease != nil {
 		return nil
 	}
-	return sh.files.withSuiteLock(func() error {
+	return sh.files.withSuiteLock(ctx, func() error {
 		if !sh.files.reaperAlive() {
 			e.sweepStale(ctx)
 		}
@@ -66,7 +77,7 @@ func (e *Environment) ensureLease(ctx context.Context) error {
 		}
 		sh.lease = f
 		if !sh.files.reaperAlive() {
-			if err := e.spawnReaper(); err != nil {
+			if err := e.startReaper(); err != nil {
 				// Not fatal: Close still removes what this process made, and
 				// conmon's run-time limit bounds the rest.
 				e.log.Warn("cleanroom: cannot start the reaper; a killed test process may leave the pod until its run-time limit", "error", err)
@@ -128,18 +139,14 @@ func removeDeadRuns(ctx context.Context, eng interface {
 }
 
 // othersAttached reports whether another live process holds a lease on the
-// suite (it may be using the containers).
+// suite (it may be using the containers). It takes no lock: a process
+// registering at this very moment may be missed, and will find the
+// container replaced and adopt the new one.
 func (e *Environment) othersAttached() bool {
 	if e.share == nil {
 		return false
 	}
-	var n int
-	_ = e.share.files.withSuiteLock(func() error {
-		live, _ := e.share.files.scan()
-		n = len(live)
-		return nil
-	})
-	return n > 1
+	return e.share.files.countLive() > 1
 }
 
 // releaseLease gives this process's lease back: from now on the reaper
@@ -148,8 +155,8 @@ func (e *Environment) releaseLease() {
 	if e.share == nil {
 		return
 	}
-	e.share.mu.Lock()
-	defer e.share.mu.Unlock()
+	e.share.sem <- struct{}{}
+	defer func() { <-e.share.sem }()
 	if e.share.lease != nil {
 		e.share.lease.Close()
 		e.share.lease = nil
@@ -246,7 +253,7 @@ func runReaper(spec string) int {
 	lastLive := -1
 	for {
 		done := false
-		_ = files.withSuiteLock(func() error {
+		_ = files.withSuiteLock(ctx, func() error {
 			live, dead := files.scan()
 			if len(dead) > 0 || len(live) != lastLive {
 				for _, name := range removeDeadRuns(ctx, c, a.Suite, live) {

@@ -177,13 +177,7 @@ func (e *Environment) buildSnapshot(svc *Service, ref, key, baseID string) {
 func (e *Environment) doBuildSnapshot(ctx context.Context, svc *Service, ref, key, baseID string) error {
 	snap := e.eng.(snapshotter)
 	name := e.prefix + "-snap-" + svc.name
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return errors.New("the environment is closed")
-	}
 	p, err := e.createOrAdoptPod(ctx, name, svc.ports, "snapshot")
-	e.mu.Unlock()
 	if err != nil {
 		return err
 	}

@@ -266,8 +266,8 @@ func (e *Environment) perTestContainer(ctx context.Context, svc *Service) (*Cont
 	}
 	e.counter++
 	name := fmt.Sprintf("%s-t%d", e.prefix, e.counter)
-	p, err := e.createOrAdoptPod(ctx, name, svc.ports, "per-test")
 	e.mu.Unlock()
+	p, err := e.createOrAdoptPod(ctx, name, svc.ports, "per-test")
 	removePod := func() error {
 		rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()

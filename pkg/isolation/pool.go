@@ -321,13 +321,7 @@ func (s *Server) Flush() { s.warm.dropped.Wait() }
 
 // FlushAll waits for the background drops of the TB helpers' Servers.
 func FlushAll() {
-	serversMu.Lock()
-	all := make([]*Server, 0, len(servers))
-	for _, s := range servers {
-		all = append(all, s)
-	}
-	serversMu.Unlock()
-	for _, s := range all {
+	for _, s := range openServers(false) {
 		s.Flush()
 	}
 }
@@ -336,11 +330,7 @@ func FlushAll() {
 // NewSchema): unused pool clones are dropped, and so is every database
 // still waiting to be. Call it at the end of TestMain; cleanroom.Main does.
 func CloseAll() {
-	serversMu.Lock()
-	all := servers
-	servers = map[string]*Server{}
-	serversMu.Unlock()
-	for _, s := range all {
+	for _, s := range openServers(true) {
 		s.Close()
 	}
 }

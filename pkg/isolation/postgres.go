@@ -410,24 +410,67 @@ func Truncate(ctx context.Context, db Querier, exclude ...string) ([]string, err
 	return tables, nil
 }
 
-// servers caches one Server per URL for the TB helpers.
+// servers caches one Server per URL for the TB helpers. No lock is held
+// while a Server opens (a connection and a sweep, which can take a while
+// on a loaded server): the first caller for a URL opens it, the others
+// wait with their own contexts, and a failure is not kept (the next call
+// tries again).
 var (
 	serversMu sync.Mutex
-	servers   = map[string]*Server{}
+	servers   = map[string]*serverSlot{}
 )
+
+type serverSlot struct {
+	done chan struct{}
+	s    *Server
+	err  error
+}
 
 func serverFor(ctx context.Context, url string) (*Server, error) {
 	serversMu.Lock()
-	defer serversMu.Unlock()
-	if s, ok := servers[url]; ok {
-		return s, nil
+	if slot, ok := servers[url]; ok {
+		serversMu.Unlock()
+		select {
+		case <-slot.done:
+			return slot.s, slot.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("isolation: wait for the connection to %s: %w", redact(url), ctx.Err())
+		}
 	}
-	s, err := Open(ctx, url)
-	if err != nil {
-		return nil, err
+	slot := &serverSlot{done: make(chan struct{})}
+	servers[url] = slot
+	serversMu.Unlock()
+
+	slot.s, slot.err = Open(ctx, url)
+	serversMu.Lock()
+	if slot.err != nil && servers[url] == slot {
+		delete(servers, url)
 	}
-	servers[url] = s
-	return s, nil
+	close(slot.done)
+	serversMu.Unlock()
+	return slot.s, slot.err
+}
+
+// openServers returns the Servers the TB helpers opened, waiting for those
+// being opened; with take, they are forgotten.
+func openServers(take bool) []*Server {
+	serversMu.Lock()
+	slots := make([]*serverSlot, 0, len(servers))
+	for _, slot := range servers {
+		slots = append(slots, slot)
+	}
+	if take {
+		servers = map[string]*serverSlot{}
+	}
+	serversMu.Unlock()
+	var out []*Server
+	for _, slot := range slots {
+		<-slot.done
+		if slot.err == nil {
+			out = append(out, slot.s)
+		}
+	}
+	return out
 }
 
 // setupTimeout bounds a helper's work for one test.
