@@ -2,7 +2,6 @@ package cleanroom
 
 import (
 	"context"
-	"fmt"
 	"net/url"
 	"os"
 	"path"
@@ -55,6 +54,12 @@ func Stale(engineURI string, p podman.PodSummary, keepWarm time.Duration) (bool,
 	if h := p.Labels[LabelHost]; h != "" && h != hostname() {
 		return false, "made on host " + h
 	}
+	if p.Labels[LabelRole] == "own" {
+		if ownPodAlive(p.Labels) {
+			return false, "its test process is running (it holds no lease)"
+		}
+		return true, "its test process is gone"
+	}
 	suitePod := "cleanroom-" + p.Labels[LabelSuite]
 	st := Leases(engineURI, suitePod)
 	if p.Labels[LabelRole] != "suite" {
@@ -86,10 +91,7 @@ func engineLockDir(uri string) (string, error) {
 		return "", err
 	}
 	dir = filepath.Join(dir, "engine-"+hash(normalizeURI(uri))[:12])
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("lease directory: %w", err)
-	}
-	return dir, nil
+	return dir, privateDir(dir)
 }
 
 // normalizeURI spells one engine address one way (unix:/x, unix:///x and

@@ -31,3 +31,7 @@ var _ engine = (*podman.Client)(nil)
 var dialEngine = func(ctx context.Context, uri string) (engine, error) {
 	return podman.Connect(ctx, podman.Options{URI: uri})
 }
+
+// spawnReaperHook starts a suite's reaper (the test binary re-executed);
+// unit tests replace it.
+var spawnReaperHook = (*Environment).spawnReaper

@@ -58,6 +58,7 @@ type Environment struct {
 	ports    []uint16 // of the suite pod
 	endpoint podman.Endpoint
 	share    *shared     // nil: this process alone owns its pods (no flock, or unit tests)
+	podRole  string      // the suite pod's role label: "suite", or "own" where leases are unavailable
 	rootless func() bool // the engine runs rootless (asked once, when needed: podman info takes ~0.4 s)
 	// startReaper starts the suite's reaper (spawnReaper; unit tests
 	// replace it).
@@ -133,7 +134,7 @@ func New(ctx context.Context, cfg Config, services ...Service) (*Environment, er
 		c.Close()
 		return nil, err
 	}
-	if pc, ok := c.(*podman.Client); ok {
+	if pc, ok := c.(interface{ Endpoint() podman.Endpoint }); ok {
 		e.endpoint = pc.Endpoint()
 		if e.engineHost() != "" && cfg.Suite == "" {
 			// A remote engine may serve several machines whose checkouts sit
@@ -145,17 +146,25 @@ func New(ctx context.Context, cfg Config, services ...Service) (*Environment, er
 		}
 		e.secret = suiteSecret(e.suite)
 
-		e.rootless = sync.OnceValue(func() bool {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			info, err := pc.Info(ctx)
-			return err == nil && info.Host.Security.Rootless
-		})
+		if ic, ok := c.(interface {
+			Info(context.Context) (podman.Info, error)
+		}); ok {
+			e.rootless = sync.OnceValue(func() bool {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				info, err := ic.Info(ctx)
+				return err == nil && info.Host.Security.Rootless
+			})
+		}
 		if dir, err := engineLockDir(e.endpoint.URI); err != nil {
-			e.log.Warn("cleanroom: test processes cannot share the suite's pod; each keeps its own", "error", err)
+			// Without a lease nothing tells this process when the other
+			// processes of the suite are done with a shared pod, so it uses
+			// a pod of its own, which its Close removes.
+			e.podName, e.podRole = e.prefix, "own"
+			notice("this process cannot share the suite's pod with other test processes (%v); it starts containers of its own, which makes its start-up slower", err)
 		} else {
 			e.share = newShared(leaseFiles{dir: dir, pod: e.podName})
-			e.startReaper = e.spawnReaper
+			e.startReaper = func() error { return spawnReaperHook(e) }
 		}
 	}
 	return e, nil
@@ -171,6 +180,7 @@ func newEnvironment(cfg Config, eng engine, services []Service) (*Environment, e
 		byName:      map[string]*entry{},
 		making:      map[string]chan struct{}{},
 		podCalls:    map[string]*podCall{},
+		podRole:     "suite",
 		startReaper: func() error { return nil },
 		pods:        map[string]bool{},
 

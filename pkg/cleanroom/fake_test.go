@@ -37,6 +37,15 @@ type fakeEngine struct {
 	execResult   podman.ExecResult               // what Exec returns
 	execs        [][]string                      // commands exec'd
 	onCreate     func(spec podman.ContainerSpec) // called for each created container
+	uri          string                          // what Endpoint says; "" for a fake without one
+}
+
+// endpointEngine is a fake engine that says where it is, as a real client
+// does: New then sets up leases for it.
+type endpointEngine struct{ *fakeEngine }
+
+func (f endpointEngine) Endpoint() podman.Endpoint {
+	return podman.Endpoint{URI: f.uri, Source: podman.SourceExplicit}
 }
 
 type fakeContainer struct {

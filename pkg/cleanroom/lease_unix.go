@@ -25,7 +25,8 @@ import (
 //	P.idle           when the last lease went (keep-warm bookkeeping)
 //	P.reaper.log     the reaper's output
 
-// lockDir is the per-user directory of lease files.
+// lockDir is the per-user directory of lease files: cleanroom under
+// $XDG_RUNTIME_DIR, else cleanroom-<uid> under the temporary directory.
 func lockDir() (string, error) {
 	var dir string
 	if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
@@ -33,17 +34,32 @@ func lockDir() (string, error) {
 	} else {
 		dir = filepath.Join(os.TempDir(), "cleanroom-"+strconv.Itoa(os.Getuid()))
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("lease directory: %w", err)
+	return dir, privateDir(dir)
+}
+
+// privateDir makes dir (its parent must exist) or checks the one that is
+// there: a directory, not a symbolic link, this user's, mode 0700. The
+// temporary directory is shared: a directory another user made in advance,
+// or a link to one, would let that user see or break the locks.
+func privateDir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("lease directory: %w", err)
 	}
-	fi, err := os.Stat(dir)
+	fi, err := os.Lstat(dir)
 	if err != nil {
-		return "", fmt.Errorf("lease directory: %w", err)
+		return fmt.Errorf("lease directory: %w", err)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
-		return "", fmt.Errorf("lease directory %s belongs to uid %d, not to this user", dir, st.Uid)
+	switch st, _ := fi.Sys().(*syscall.Stat_t); {
+	case fi.Mode()&os.ModeSymlink != 0:
+		return fmt.Errorf("lease directory %s is a symbolic link; remove it (rm %s)", dir, dir)
+	case !fi.IsDir():
+		return fmt.Errorf("lease directory %s is not a directory; remove it (rm %s)", dir, dir)
+	case st != nil && int(st.Uid) != os.Getuid():
+		return fmt.Errorf("lease directory %s belongs to uid %d, not to this user (uid %d); remove it, or set XDG_RUNTIME_DIR to a directory of your own", dir, st.Uid, os.Getuid())
+	case fi.Mode().Perm() != 0o700:
+		return fmt.Errorf("lease directory %s has mode %04o, want 0700; fix it: chmod 700 %s", dir, fi.Mode().Perm(), dir)
 	}
-	return dir, nil
+	return nil
 }
 
 // leaseFiles names a suite's lock files.
@@ -65,7 +81,7 @@ func flockFile(path string, how int, nb bool) (*os.File, error) {
 		how |= syscall.LOCK_NB
 	}
 	for {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return nil, err
 		}
@@ -151,7 +167,7 @@ func (l leaseFiles) countLive() int {
 	}
 	n := 0
 	for _, e := range entries {
-		f, err := os.OpenFile(filepath.Join(l.leaseDir(), e.Name()), os.O_RDONLY, 0)
+		f, err := os.OpenFile(filepath.Join(l.leaseDir(), e.Name()), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 		if err != nil {
 			continue // gone meanwhile
 		}
@@ -243,6 +259,12 @@ func (l leaseFiles) setIdle(t time.Time) {
 func detach() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setsid: true} }
 
 const leasesSupported = true
+
+// processAlive says whether a process with this PID exists.
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
 
 // holdReaperLock takes the reaper lock for the caller's lifetime; nil, nil
 // when another reaper holds it.

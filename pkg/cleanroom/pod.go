@@ -38,7 +38,7 @@ func (e *Environment) podFor(ctx context.Context, ent *entry) (*pod, error) {
 	if err := e.ensureLease(ctx); err != nil {
 		return nil, err
 	}
-	name, ports, role := e.podName, e.ports, "suite"
+	name, ports, role := e.podName, e.ports, e.podRole
 	if ent.late {
 		// A late service's pod is named after it and reused across
 		// replacements.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
@@ -128,7 +129,7 @@ func removeDeadRuns(ctx context.Context, eng interface {
 	}
 	var removed []string
 	for _, p := range pods {
-		if p.Labels[LabelRole] == "suite" || slices.Contains(live, p.Labels[LabelRun]) {
+		if p.Labels[LabelRole] == "suite" || slices.Contains(live, p.Labels[LabelRun]) || ownPodAlive(p.Labels) {
 			continue
 		}
 		if err := eng.RemovePod(ctx, p.ID); err == nil || errors.Is(err, podman.ErrNotFound) {
@@ -136,6 +137,18 @@ func removeDeadRuns(ctx context.Context, eng interface {
 		}
 	}
 	return removed
+}
+
+// ownPodAlive says whether labels are those of a pod of role "own" (a
+// process that could not take a lease keeps the suite's services in it)
+// whose process still runs on this host. Without a lease, its PID is all
+// there is to go by.
+func ownPodAlive(labels map[string]string) bool {
+	if labels[LabelRole] != "own" || labels[LabelHost] != hostname() {
+		return false
+	}
+	pid, err := strconv.Atoi(labels[LabelPID])
+	return err == nil && processAlive(pid)
 }
 
 // othersAttached reports whether another live process holds a lease on the

@@ -3,6 +3,7 @@ package cleanroom
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -182,5 +183,116 @@ func TestLeasesArePerEngine(t *testing.T) {
 	}
 	if fi, err := os.Stat(rootful); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("lease directory %s: %v, mode %v; want 0700", rootful, err, fi.Mode().Perm())
+	}
+}
+
+// newWithFake is New on the fake engine f, as if it were reached at uri,
+// with reapers not started.
+func newWithFake(t *testing.T, f *fakeEngine, uri string, cfg Config, services ...Service) *Environment {
+	t.Helper()
+	f.uri = uri
+	oldDial, oldSpawn := dialEngine, spawnReaperHook
+	dialEngine = func(context.Context, string) (engine, error) { return endpointEngine{f}, nil }
+	spawnReaperHook = func(*Environment) error { return nil }
+	t.Cleanup(func() { dialEngine, spawnReaperHook = oldDial, oldSpawn })
+	e, err := New(context.Background(), cfg, services...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close(context.Background()) })
+	return e
+}
+
+// Where no lease can be taken (the lease directory is unusable, or the
+// platform lacks flock), a process must not share the suite pod by name:
+// its Close would remove it under the others. It keeps a pod of its own,
+// and says so on stderr, once.
+func TestWithoutALeaseAProcessKeepsAPodOfItsOwn(t *testing.T) {
+	rt := t.TempDir()
+	if err := os.Symlink(t.TempDir(), filepath.Join(rt, "cleanroom")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_RUNTIME_DIR", rt)
+	var out strings.Builder
+	oldStderr := stderr
+	stderr = &out
+	t.Cleanup(func() { stderr = oldStderr })
+
+	f := newFakeEngine()
+	svc := func() Service { return Generic("web", "example.com/web:1", Port(8080), Ready(running(f))) }
+	a := newWithFake(t, f, "unix:///fake/podman.sock", Config{Suite: "shop"}, svc())
+	b := newWithFake(t, f, "unix:///fake/podman.sock", Config{Suite: "shop"}, svc())
+	ca, err := a.Get(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := b.Get(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca.PodName == cb.PodName {
+		t.Fatalf("both processes use pod %s without a lease", ca.PodName)
+	}
+	if err := a.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.InspectContainer(context.Background(), cb.ID); err != nil {
+		t.Errorf("the first Close removed the other process's container: %v", err)
+	}
+	if _, err := f.InspectPod(context.Background(), ca.PodName); err == nil {
+		t.Errorf("Close left its own pod %s", ca.PodName)
+	}
+	msg := out.String()
+	if strings.Count(msg, "cannot share the suite's pod") != 1 || !strings.Contains(msg, "symbolic link") {
+		t.Errorf("stderr, want one notice naming the cause:\n%s", msg)
+	}
+}
+
+// The lease directory is refused when another user could have made it or
+// can reach into it: a symbolic link, a wrong mode, another owner.
+func TestLeaseDirectoryIsRefusedUnlessPrivate(t *testing.T) {
+	base := t.TempDir()
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(t.TempDir(), link); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(base, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]string{
+		link: "is a symbolic link",
+		open: "has mode 0777, want 0700",
+		file: "is not a directory",
+	} {
+		if err := privateDir(dir); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("privateDir(%s): %v, want %q", dir, err, want)
+		}
+	}
+	fresh := filepath.Join(base, "fresh")
+	if err := privateDir(fresh); err != nil {
+		t.Errorf("a new directory: %v", err)
+	}
+	if err := privateDir(fresh); err != nil {
+		t.Errorf("the same directory again: %v", err)
+	}
+	if os.Getuid() == 0 {
+		other := filepath.Join(base, "other")
+		if err := os.Mkdir(other, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(other, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if err := privateDir(other); err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") {
+			t.Errorf("privateDir of another user's directory: %v", err)
+		}
 	}
 }
