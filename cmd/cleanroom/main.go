@@ -230,15 +230,22 @@ func leases(uri string, p podman.PodSummary) string {
 		return "none (stale)"
 	}
 	st := cleanroom.Leases(uri, p.Name)
+	reaper := ""
+	if st.ReaperPID != 0 {
+		reaper = fmt.Sprintf(" (reaper %d)", st.ReaperPID)
+	}
 	switch {
 	case !st.Known:
 		return "unknown"
 	case len(st.Live) > 0:
-		return fmt.Sprintf("%d process(es)", len(st.Live))
+		return fmt.Sprintf("%d process(es)%s", len(st.Live), reaper)
+	case !st.Deadline().IsZero():
+		return fmt.Sprintf("idle %s, removed in %s%s", time.Since(st.IdleSince).Round(time.Second),
+			max(0, time.Until(st.Deadline())).Round(time.Second), reaper)
 	case st.Reaper && !st.IdleSince.IsZero():
-		return "idle " + time.Since(st.IdleSince).Round(time.Second).String()
+		return "idle " + time.Since(st.IdleSince).Round(time.Second).String() + reaper
 	case st.Reaper:
-		return "reaper only"
+		return "reaper only" + reaper
 	}
 	return "none (stale)"
 }
@@ -273,6 +280,17 @@ func gc(ctx context.Context, c *podman.Client, all, dry bool, out io.Writer) err
 			}
 		}
 		fmt.Fprintf(out, "%s pod %s (%d containers; %s)\n", verb, p.Name, len(p.Containers), why)
+		if !dry && p.Labels[cleanroom.LabelRole] == "suite" {
+			// Its reaper has nothing left to watch: it ends (unless test
+			// processes still hold the suite), and a later run starts one
+			// with its own settings.
+			switch pid, err := cleanroom.EndReaper(c.Endpoint().URI, p.Name, 5*time.Second); {
+			case err != nil:
+				fmt.Fprintf(out, "  %v\n", err)
+			case pid != 0:
+				fmt.Fprintf(out, "  ended its reaper (pid %d)\n", pid)
+			}
+		}
 	}
 	if !all {
 		return result.ErrorOrNil()

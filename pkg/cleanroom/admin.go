@@ -2,6 +2,7 @@ package cleanroom
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"os"
 	"path"
@@ -19,6 +20,20 @@ type LeaseStatus struct {
 	Live      []string  // runs (test processes) holding a lease now
 	Reaper    bool      // a reaper watches the suite
 	IdleSince time.Time // when the last lease went, if the reaper noted it
+	// ReaperPID and Window are the reaper's process and how long it keeps
+	// the pod once no process holds it (grace period or keep-warm), as the
+	// reaper wrote them; zero when unknown.
+	ReaperPID int
+	Window    time.Duration
+}
+
+// Deadline is when the reaper removes the idle pod; zero while processes
+// hold it, or when unknown.
+func (s LeaseStatus) Deadline() time.Time {
+	if !s.Reaper || s.IdleSince.IsZero() || s.Window == 0 || len(s.Live) > 0 {
+		return time.Time{}
+	}
+	return s.IdleSince.Add(s.Window)
 }
 
 // Leases reports the lease state of the suite pod named pod on the engine
@@ -33,6 +48,9 @@ func Leases(engineURI, pod string) LeaseStatus {
 		return LeaseStatus{}
 	}
 	st := LeaseStatus{Known: true, Reaper: files.reaperAlive(), IdleSince: files.idleSince()}
+	if st.Reaper {
+		st.ReaperPID, st.Window = files.reaperState()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = files.withSuiteLock(ctx, func() error {
@@ -77,6 +95,34 @@ func Stale(engineURI string, p podman.PodSummary, keepWarm time.Duration) (bool,
 		return false, "kept warm"
 	}
 	return true, "no test process or reaper holds it"
+}
+
+// EndReaper is for `cleanroom gc`, after it removed the suite pod named pod
+// on the engine at engineURI: it tells the suite's reaper to look now, and
+// waits up to timeout for it to end (it does when no test process holds a
+// lease). It returns the reaper's PID, 0 when none watched the suite.
+func EndReaper(engineURI, pod string, timeout time.Duration) (int, error) {
+	dir, err := engineLockDir(engineURI)
+	if err != nil {
+		return 0, err
+	}
+	files := leaseFiles{dir: dir, pod: pod}
+	if !files.reaperAlive() {
+		return 0, nil
+	}
+	pid, _ := files.reaperState()
+	if pid == 0 {
+		return 0, fmt.Errorf("the reaper of %s has not said its PID yet", pod)
+	}
+	if err := signalReaper(pid); err != nil {
+		return pid, fmt.Errorf("signal the reaper of %s (pid %d): %w", pod, pid, err)
+	}
+	for deadline := time.Now().Add(timeout); files.reaperAlive(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return pid, fmt.Errorf("the reaper of %s (pid %d) still runs after %s: test processes still hold the suite", pod, pid, timeout)
+		}
+	}
+	return pid, nil
 }
 
 // LockDir is the directory of this user's lease files.

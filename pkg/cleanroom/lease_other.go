@@ -35,8 +35,16 @@ func detach() *syscall.SysProcAttr                                          { re
 
 func (l leaseFiles) tidy(bool) {}
 
+func (l leaseFiles) settings(def reaperSettings) reaperSettings { return def }
+func (l leaseFiles) writeSettings(reaperSettings) error         { return nil }
+func (l leaseFiles) reaperState() (int, time.Duration)          { return 0, 0 }
+
 const leasesSupported = false
 
 // processAlive: without a way to ask here, every process counts as alive
 // (its pods are not judged stale).
 func processAlive(int) bool { return true }
+
+const oNoFollow = 0
+
+func signalReaper(int) error { return errors.New("not supported") }

@@ -4,6 +4,7 @@ package cleanroom
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -23,6 +24,7 @@ import (
 //	P.leases/<run>   one file per test process, locked for its lifetime
 //	P.reaper         held by the suite's reaper for its lifetime
 //	P.idle           when the last lease went (keep-warm bookkeeping)
+//	P.settings       the newest process's grace and keep-warm (the reaper's window)
 //	P.reaper.log     the reaper's output
 
 // lockDir is the per-user directory of lease files: cleanroom under
@@ -70,6 +72,72 @@ func (l leaseFiles) reaperLock() string { return filepath.Join(l.dir, l.pod+".re
 func (l leaseFiles) leaseDir() string   { return filepath.Join(l.dir, l.pod+".leases") }
 func (l leaseFiles) idleFile() string   { return filepath.Join(l.dir, l.pod+".idle") }
 func (l leaseFiles) reaperLog() string  { return filepath.Join(l.dir, l.pod+".reaper.log") }
+func (l leaseFiles) settingsFile() string {
+	return filepath.Join(l.dir, l.pod+".settings")
+}
+
+// settings reads the newest registration's settings; def when none.
+func (l leaseFiles) settings(def reaperSettings) reaperSettings {
+	b, err := os.ReadFile(l.settingsFile())
+	if err != nil {
+		return def
+	}
+	var s reaperSettings
+	if json.Unmarshal(b, &s) != nil || s.Grace <= 0 {
+		return def
+	}
+	return s
+}
+
+// writeSettings records s as the suite's settings (atomically: the reaper
+// reads them without the suite lock's help). Call with the suite lock.
+func (l leaseFiles) writeSettings(s reaperSettings) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(l.settingsFile(), b)
+}
+
+// writeFileAtomic writes data to path through a temporary file in the same
+// directory and a rename, so that a reader sees the old or the new file,
+// never a part of one.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// reaperState reads what the reaper wrote into its lock file: its PID and
+// window (0, 0 when there is none).
+func (l leaseFiles) reaperState() (pid int, window time.Duration) {
+	b, err := os.ReadFile(l.reaperLock())
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, " ")
+		switch k {
+		case "pid":
+			pid, _ = strconv.Atoi(v)
+		case "window":
+			window, _ = time.ParseDuration(v)
+		}
+	}
+	return pid, window
+}
 
 // flockFile opens (creating) path and locks it; nb makes it not wait.
 // It returns nil, nil when nb is set and someone else holds the lock. A
@@ -121,6 +189,7 @@ func sameFile(f *os.File, path string) bool {
 func (l leaseFiles) tidy(keepLog bool) {
 	_ = os.Remove(l.leaseDir()) // only when empty
 	_ = os.Remove(l.idleFile())
+	_ = os.Remove(l.settingsFile())
 	if !keepLog {
 		_ = os.Remove(l.reaperLog())
 	}
@@ -271,3 +340,9 @@ func processAlive(pid int) bool {
 func (l leaseFiles) holdReaperLock() (*os.File, error) {
 	return flockFile(l.reaperLock(), syscall.LOCK_EX, true)
 }
+
+// oNoFollow makes an open fail on a symbolic link.
+const oNoFollow = syscall.O_NOFOLLOW
+
+// signalReaper asks the reaper with this PID to look at its pod now.
+func signalReaper(pid int) error { return syscall.Kill(pid, syscall.SIGTERM) }

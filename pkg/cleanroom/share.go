@@ -2,12 +2,9 @@ package cleanroom
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"log"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"time"
@@ -77,6 +74,11 @@ func (e *Environment) ensureLease(ctx context.Context) error {
 			return fmt.Errorf("lease on suite %s: %w", e.suite, err)
 		}
 		sh.lease = f
+		// The reaper's window is the newest process's: a plain run after a
+		// keep-warm one is not kept warm.
+		if err := sh.files.writeSettings(reaperSettings{Grace: e.cfg.GracePeriod, KeepWarm: e.cfg.KeepWarm, PID: os.Getpid()}); err != nil {
+			e.log.Warn("cleanroom: cannot record the reaper's settings", "error", err)
+		}
 		if !sh.files.reaperAlive() {
 			if err := e.startReaper(); err != nil {
 				// Not fatal: Close still removes what this process made, and
@@ -173,148 +175,5 @@ func (e *Environment) releaseLease() {
 	if e.share.lease != nil {
 		e.share.lease.Close()
 		e.share.lease = nil
-	}
-}
-
-// reaperEnv carries the reaper's arguments to the re-executed binary.
-const reaperEnv = "CLEANROOM_REAPER"
-
-type reaperArgs struct {
-	Dir      string
-	Pod      string
-	Suite    string
-	URI      string
-	Identity string
-	Grace    time.Duration
-	KeepWarm time.Duration
-}
-
-// spawnReaper starts the suite's reaper: this very binary, re-executed
-// with reaperEnv set, in a session of its own, its output in the lock
-// directory. The package's init sends it to runReaper before anything else.
-func (e *Environment) spawnReaper() error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	args, err := json.Marshal(reaperArgs{
-		Dir: e.share.files.dir, Pod: e.podName, Suite: e.suite,
-		URI: e.endpoint.URI, Identity: e.endpoint.Identity,
-		Grace: e.cfg.GracePeriod, KeepWarm: e.cfg.KeepWarm,
-	})
-	if err != nil {
-		return err
-	}
-	logf, err := os.OpenFile(e.share.files.reaperLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), reaperEnv+"="+string(args))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = detach()
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	go func() { _ = cmd.Wait() }() // reap it if it ends before we do
-	e.log.Debug("cleanroom: started the suite's reaper", "pid", cmd.Process.Pid, "log", e.share.files.reaperLog())
-	return nil
-}
-
-// The reaper is this package's one init-time action, and only in a binary
-// started with CLEANROOM_REAPER set (by spawnReaper): a test binary becomes
-// the reaper before its TestMain runs, whatever that TestMain does, so
-// users install nothing and write nothing for it.
-func init() {
-	if spec, ok := os.LookupEnv(reaperEnv); ok {
-		os.Exit(runReaper(spec))
-	}
-}
-
-func runReaper(spec string) int {
-	var a reaperArgs
-	if err := json.Unmarshal([]byte(spec), &a); err != nil {
-		fmt.Fprintf(os.Stderr, "cleanroom reaper: bad %s: %v\n", reaperEnv, err)
-		return 2
-	}
-	files := leaseFiles{dir: a.Dir, pod: a.Pod}
-	lk, err := files.holdReaperLock()
-	if err != nil || lk == nil {
-		return 0 // another reaper watches this suite
-	}
-	defer lk.Close()
-	lg := log.New(os.Stderr, fmt.Sprintf("cleanroom reaper %s [%d] ", a.Pod, os.Getpid()), log.LstdFlags|log.Lmicroseconds)
-	ctx := context.Background()
-
-	var c *podman.Client
-	for start := time.Now(); ; time.Sleep(time.Second) {
-		c, err = podman.Connect(ctx, podman.Options{URI: a.URI, Identity: a.Identity})
-		if err == nil {
-			break
-		}
-		if time.Since(start) > time.Minute {
-			lg.Printf("giving up: %v", err)
-			return 1
-		}
-	}
-	defer c.Close()
-	lg.Printf("watching (grace %s, keep-warm %s)", a.Grace, a.KeepWarm)
-
-	idle := files.idleSince()
-	window := max(a.Grace, a.KeepWarm)
-	lastLive := -1
-	for {
-		done := false
-		_ = files.withSuiteLock(ctx, func() error {
-			live, dead := files.scan()
-			if len(dead) > 0 || len(live) != lastLive {
-				for _, name := range removeDeadRuns(ctx, c, a.Suite, live) {
-					lg.Printf("removed pod %s of a process that is gone", name)
-				}
-				lastLive = len(live)
-			}
-			if len(live) > 0 {
-				if !idle.IsZero() {
-					idle = time.Time{}
-					files.setIdle(idle)
-				}
-				return nil
-			}
-			if idle.IsZero() {
-				idle = time.Now()
-				files.setIdle(idle)
-				lg.Printf("no test process holds the suite; removing its pod in %s unless one comes", window)
-			}
-			if time.Since(idle) < window {
-				return nil
-			}
-			info, err := c.InspectPod(ctx, a.Pod)
-			switch {
-			case errors.Is(err, podman.ErrNotFound):
-			case err != nil:
-				lg.Printf("inspect pod: %v", err)
-				return nil // try again
-			case info.Labels[LabelSuite] != a.Suite || info.Labels[podman.LabelManaged] != "true":
-				lg.Printf("pod %s is not this suite's; leaving it", a.Pod)
-			default:
-				rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-				err := c.RemovePod(rctx, a.Pod)
-				cancel()
-				if err != nil && !errors.Is(err, podman.ErrNotFound) {
-					lg.Printf("remove pod: %v", err)
-					return nil // try again
-				}
-				lg.Printf("removed pod %s", a.Pod)
-			}
-			files.setIdle(time.Time{})
-			files.tidy(debugEnabled())
-			done = true
-			return nil
-		})
-		if done {
-			return 0
-		}
-		time.Sleep(reaperPoll)
 	}
 }
