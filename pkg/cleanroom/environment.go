@@ -74,6 +74,7 @@ type Environment struct {
 	// start hundreds; over ssh each lookup is a round trip).
 	imagesPresent sync.Map // image → struct{}
 	imageIDs      sync.Map // image → ID
+	imageCalls    sync.Map // image → *imageCall: a look-up or pull under way
 	snapWG        sync.WaitGroup
 
 	mu       sync.Mutex

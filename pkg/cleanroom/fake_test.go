@@ -33,6 +33,7 @@ type fakeEngine struct {
 	imageMissing bool                            // ImageExists says no
 	imageLookups int                             // ImageExists calls
 	pullErr      error                           // Pull fails with it
+	pullDelay    time.Duration                   // each Pull takes this long
 	pulled       []string                        // references pulled
 	execResult   podman.ExecResult               // what Exec returns
 	execs        [][]string                      // commands exec'd
@@ -263,6 +264,7 @@ func (f *fakeEngine) ImageExists(context.Context, string) (bool, error) {
 }
 
 func (f *fakeEngine) Pull(_ context.Context, ref string, progress func(podman.PullEvent)) error {
+	time.Sleep(f.pullDelay)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pulled = append(f.pulled, ref)

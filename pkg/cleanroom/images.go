@@ -12,11 +12,36 @@ import (
 
 // ensureImage pulls the service's image when the engine does not have it,
 // with progress where someone can watch (see pullOutput), bounded by the
-// pull timeout, not the start-up timeout.
+// pull timeout, not the start-up timeout. Concurrent callers for one image
+// share one look-up and pull (the parallel tests that fall back to
+// containers of their own when a singleton cannot start would otherwise
+// pull a broken image once each), each waiting with its own context.
 func (e *Environment) ensureImage(ctx context.Context, svc *Service) error {
 	if _, ok := e.imagesPresent.Load(svc.image); ok {
 		return nil
 	}
+	call := &imageCall{done: make(chan struct{})}
+	if prev, loaded := e.imageCalls.LoadOrStore(svc.image, call); loaded {
+		prev := prev.(*imageCall)
+		select {
+		case <-prev.done:
+			return prev.err
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the pull of %s: %w", svc.image, ctx.Err())
+		}
+	}
+	call.err = e.fetchImage(ctx, svc)
+	e.imageCalls.Delete(svc.image)
+	close(call.done)
+	return call.err
+}
+
+type imageCall struct {
+	done chan struct{}
+	err  error
+}
+
+func (e *Environment) fetchImage(ctx context.Context, svc *Service) error {
 	ok, err := e.eng.ImageExists(ctx, svc.image)
 	if err != nil {
 		return err

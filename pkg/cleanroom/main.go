@@ -205,9 +205,11 @@ func (e *Environment) Redis(t TB) *RedisServer {
 
 // Use returns service name's container for test t: the suite's singleton,
 // attached until t ends (it is not replaced meanwhile). With singletons
-// disabled, or when the singleton cannot be created, t gets a container in
-// a pod of its own, removed when t ends (the latter with a logged warning).
-// Failures end t with Fatalf.
+// disabled, t gets a container in a pod of its own, removed when t ends.
+// When the singleton cannot be created, so does t, and the tests after it
+// until the singleton is tried again (after 10 s, then twice as long each
+// time, up to 2 min); the first fallback and the singleton's return are
+// printed on stderr. Failures end t with Fatalf.
 func (e *Environment) Use(t TB, name string) *Container {
 	t.Helper()
 	ctx := context.Background()
@@ -218,29 +220,44 @@ func (e *Environment) Use(t TB, name string) *Container {
 	}
 	ent.mu.Lock()
 	fallback, broken := ent.fallback, ent.broken
+	retry := !e.cfg.DisableSingletonContainers && (fallback == nil || (!ent.retrying && !time.Now().Before(ent.retryAt)))
+	if fallback != nil && retry {
+		ent.retrying = true // one test tries the singleton again; the others go on alone
+	}
 	ent.mu.Unlock()
 	if broken != nil {
 		t.Fatalf("cleanroom: %s is not available (it failed earlier in this run): %v", name, broken)
 		return nil
 	}
-	if !e.cfg.DisableSingletonContainers && fallback == nil {
+	if retry {
 		began := time.Now()
 		c, err := e.acquire(ctx, ent, true)
+		ent.mu.Lock()
+		ent.retrying = false
 		if err == nil {
+			if ent.fallback != nil {
+				ent.fallback, ent.backoff = nil, 0
+				notice("%s: the shared container is up again; tests share it from now on", name)
+			}
+			ent.mu.Unlock()
 			e.noteReady(name, time.Since(began))
 			t.Cleanup(func() { e.release(ent, c) })
 			return c
 		}
 		if e.isClosed() {
+			ent.mu.Unlock()
 			t.Fatalf("%v", err)
 			return nil
 		}
-		ent.mu.Lock()
 		if ent.fallback == nil {
-			ent.fallback = err
+			ent.backoff = fallbackBackoff
 			e.log.Warn("cleanroom: singleton could not be created; falling back to per-test containers", "service", name, "error", err)
+			notice("%s: the shared container could not be started, so tests get containers of their own (slower) until it can; trying it again in %s: %v", name, ent.backoff, err)
+		} else {
+			ent.backoff = min(2*ent.backoff, maxFallbackBackoff)
 		}
-		fallback = ent.fallback
+		ent.fallback, ent.retryAt = err, time.Now().Add(ent.backoff)
+		fallback = err
 		ent.mu.Unlock()
 		t.Logf("cleanroom: %s: the shared container could not be created, so this test gets its own: %v", name, err)
 	}
@@ -266,3 +283,11 @@ func (e *Environment) Use(t TB, name string) *Container {
 	})
 	return c
 }
+
+// How long tests run on per-test containers before the singleton is tried
+// again: fallbackBackoff after the first failure, twice as long after each
+// further one, at most maxFallbackBackoff.
+var (
+	fallbackBackoff    = 10 * time.Second
+	maxFallbackBackoff = 2 * time.Minute
+)

@@ -21,12 +21,15 @@ type entry struct {
 	mu          sync.Mutex
 	cur         *Container
 	lastHealthy time.Time
-	users       int        // tests of this process attached to cur
-	inflight    *call      // a creation or replacement under way
-	probing     *probeCall // a health probe of cur under way
-	condemned   error      // why cur must be replaced (a failed probe)
-	fallback    error      // set once the singleton failed: per-test from then on
-	broken      error      // the per-test fallback failed too: fail fast
+	users       int           // tests of this process attached to cur
+	inflight    *call         // a creation or replacement under way
+	probing     *probeCall    // a health probe of cur under way
+	condemned   error         // why cur must be replaced (a failed probe)
+	fallback    error         // the singleton failed: per-test until retryAt
+	retryAt     time.Time     // when a test tries the singleton again
+	backoff     time.Duration // the wait before the next try
+	retrying    bool          // a test is trying the singleton again
+	broken      error         // the per-test fallback failed too: fail fast
 	probe       healthcheck.Probe
 	probeOf     *Container // the container probe was made for
 }

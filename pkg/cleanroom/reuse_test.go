@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -75,7 +76,8 @@ func TestOneFailedProbeOfARunningContainerIsRetried(t *testing.T) {
 		t.Errorf("%d probes, want 2 (the failure and its retry)", n)
 	}
 
-	// Failing twice condemns it.
+	// Failing twice condemns it, and the replacement is said on stderr.
+	out := captureStderr(t)
 	calls.Store(-10)
 	fail := func(c *Container) healthcheck.Probe {
 		return healthcheck.Func("down", func(ctx context.Context) error { return errors.New("down") })
@@ -91,6 +93,9 @@ func TestOneFailedProbeOfARunningContainerIsRetried(t *testing.T) {
 	}
 	if a.ID == b.ID || e2.Stats().Replaced != 1 {
 		t.Errorf("a container whose probe failed twice was kept (%s, then %s; %+v)", a.ID, b.ID, e2.Stats())
+	}
+	if msg := out.String(); strings.Count(msg, "web: replacing container "+a.Name+": it is unhealthy: down") != 1 {
+		t.Errorf("stderr, want the replacement said once:\n%s", msg)
 	}
 }
 
@@ -203,5 +208,96 @@ func TestLeaseWaitHonoursTheContext(t *testing.T) {
 	held.Close()
 	if _, err := e.Get(context.Background(), "web"); err != nil {
 		t.Errorf("Get once the lock is free: %v", err)
+	}
+}
+
+// captureStderr sends the package's notices to a buffer for the test.
+func captureStderr(t *testing.T) *strings.Builder {
+	t.Helper()
+	var out strings.Builder
+	old := stderr
+	stderr = &out
+	noticesMu.Lock()
+	noticed = map[string]bool{}
+	noticesMu.Unlock()
+	t.Cleanup(func() { stderr = old })
+	return &out
+}
+
+// A fallback to per-test containers is not for ever: the singleton is
+// tried again after a backoff, and the fallback and the return are said on
+// stderr, once each, whatever the log level.
+func TestFallbackRetriesTheSingletonAndSaysSo(t *testing.T) {
+	out := captureStderr(t)
+	old := fallbackBackoff
+	fallbackBackoff = 50 * time.Millisecond
+	t.Cleanup(func() { fallbackBackoff = old })
+
+	e, f, _ := webEnv(t, Config{})
+	var broken atomic.Bool
+	broken.Store(true)
+	f.createPodErr = func(name string) error {
+		if name == e.podName && broken.Load() {
+			return errors.New("netavark: port allocation failed")
+		}
+		return nil
+	}
+	use := func() *Container {
+		t.Helper()
+		tb := &fakeTB{name: "T"}
+		var c *Container
+		if !tb.run(func(tb TB) { c = e.Use(tb, "web") }) {
+			t.Fatalf("Use failed: %s", tb.fatal)
+		}
+		tb.finish()
+		return c
+	}
+	for range 3 {
+		if c := use(); c.PodName == e.podName {
+			t.Fatalf("got the suite pod while it cannot be made")
+		}
+	}
+	if n := strings.Count(out.String(), "the shared container could not be started"); n != 1 {
+		t.Errorf("the fallback was said %d times on stderr, want once:\n%s", n, out)
+	}
+
+	broken.Store(false)
+	time.Sleep(60 * time.Millisecond) // past the backoff
+	if c := use(); c.PodName != e.podName {
+		t.Errorf("after the backoff, a test got pod %s, want the suite's %s", c.PodName, e.podName)
+	}
+	if c := use(); c.PodName != e.podName {
+		t.Errorf("after the singleton is back, a test got pod %s", c.PodName)
+	}
+	if !strings.Contains(out.String(), "the shared container is up again") {
+		t.Errorf("the return was not said on stderr:\n%s", out)
+	}
+	if st := e.Stats(); st.PerTest != 3 {
+		t.Errorf("stats %+v, want 3 per-test", st)
+	}
+}
+
+// Parallel tests that fall back together share the pull of the image their
+// containers need: a broken image is not pulled once per test.
+func TestParallelFallbacksShareOnePull(t *testing.T) {
+	e, f, _ := webEnv(t, Config{})
+	f.imageMissing = true
+	f.pullErr = errors.New("dial tcp: lookup example.com: no such host")
+	f.pullDelay = 20 * time.Millisecond // the tests pile up on each pull
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tb := &fakeTB{name: "T"}
+			tb.run(func(tb TB) { e.Use(tb, "web") })
+		}()
+	}
+	wg.Wait()
+	f.mu.Lock()
+	n := len(f.pulled)
+	f.mu.Unlock()
+	if n > 2 {
+		t.Errorf("%d pulls of one missing image for 10 parallel tests; want at most 2 (the singleton, then the per-test fallback)", n)
 	}
 }
