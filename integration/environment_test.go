@@ -432,3 +432,37 @@ func TestPostgresDefaultsForTests(t *testing.T) {
 		t.Errorf("user %s db %s password %q host %s", pg.User(), pg.Database(), pg.Password(), pg.Host())
 	}
 }
+
+// The backstop when every process of ours is gone: conmon ends each service
+// container at its run-time limit, and the pod's infra container (which
+// holds the published ports) stops with the last of them.
+func TestInfraStopsWithTheLastServiceContainer(t *testing.T) {
+	t.Parallel()
+	// Run-time limit: 2 × max_container_reuse_time + the start-up timeout.
+	env, _ := newEnv(t, cleanroom.Config{MaxContainerReuseTime: time.Second, ContainerStartupTimeout: 4 * time.Second},
+		cleanroom.Generic("sleeper", busyboxImage, cleanroom.Port(7001), cleanroom.Cmd("sleep", "600")))
+	ctx := context.Background()
+	c, err := env.Get(ctx, "sleeper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := connect(t)
+	var state string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		info, err := pc.InspectPod(ctx, c.PodID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		state = info.State
+		running := 0
+		for _, ct := range info.Containers {
+			if ct.State == "running" {
+				running++
+			}
+		}
+		if running == 0 {
+			return
+		}
+	}
+	t.Errorf("30 s after its service container's 6 s run-time limit, pod %s is %s with a container running", c.PodName, state)
+}

@@ -25,6 +25,7 @@ func (l leaseFiles) reaperLog() string                                      { re
 func (l leaseFiles) suiteLock() string                                      { return "" }
 func (l leaseFiles) withSuiteLock(_ context.Context, fn func() error) error { return fn() }
 func (l leaseFiles) countLive() int                                         { return 0 }
+func (l leaseFiles) liveRuns() []string                                     { return nil }
 func (l leaseFiles) register(string) (*os.File, error)                      { return nil, errors.New("not supported") }
 func (l leaseFiles) scan() (live, dead []string)                            { return nil, nil }
 func (l leaseFiles) reaperAlive() bool                                      { return false }

@@ -229,23 +229,27 @@ func flockFileCtx(ctx context.Context, path string, how int) (*os.File, error) {
 
 // countLive counts the leases held by live processes, without the suite
 // lock and without removing anything.
-func (l leaseFiles) countLive() int {
+func (l leaseFiles) countLive() int { return len(l.liveRuns()) }
+
+// liveRuns lists the runs whose lease a live process holds, without the
+// suite lock and without removing anything.
+func (l leaseFiles) liveRuns() []string {
 	entries, err := os.ReadDir(l.leaseDir())
 	if err != nil {
-		return 0
+		return nil
 	}
-	n := 0
+	var live []string
 	for _, e := range entries {
 		f, err := os.OpenFile(filepath.Join(l.leaseDir(), e.Name()), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 		if err != nil {
 			continue // gone meanwhile
 		}
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); errors.Is(err, syscall.EWOULDBLOCK) {
-			n++
+			live = append(live, e.Name())
 		}
 		f.Close()
 	}
-	return n
+	return live
 }
 
 // register creates and locks the lease file of run; the returned file must

@@ -144,7 +144,12 @@ func (e *Environment) createOrAdoptPod(ctx context.Context, name string, ports [
 		}
 		spec := podman.PodSpec{Name: name, Labels: e.labels(map[string]string{
 			LabelRole: role, LabelSecret: e.secret, LabelHost: hostname(),
-		})}
+		}),
+			// The backstop if every process of ours dies: conmon ends each
+			// service container at its run-time limit, and the infra
+			// container (which holds the ports) stops with the last of them.
+			ExitPolicy: "stop",
+		}
 		for _, p := range ports {
 			spec.Ports = append(spec.Ports, podman.Port{ContainerPort: p, HostIP: e.cfg.BindAddress})
 		}

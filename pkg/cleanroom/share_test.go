@@ -296,3 +296,28 @@ func TestLeaseDirectoryIsRefusedUnlessPrivate(t *testing.T) {
 		}
 	}
 }
+
+// A container another process left (kept warm, or another package's) is
+// checked against max_container_reuse_time when adopted, too.
+func TestAdoptedContainerOlderThanTheReuseTimeIsReplaced(t *testing.T) {
+	f := newFakeEngine()
+	a, b := twoProcesses(t, f)
+	ca, err := a.Get(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.containers[ca.ID].created = time.Now().Add(-2 * time.Hour) // older than the default hour
+	f.mu.Unlock()
+	out := captureStderr(t)
+	cb, err := b.Get(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cb.ID == ca.ID {
+		t.Fatalf("a container 2h old was adopted (max_container_reuse_time %s)", b.cfg.MaxContainerReuseTime)
+	}
+	if !strings.Contains(out.String(), "more than max_container_reuse_time") {
+		t.Errorf("the replacement was not said on stderr:\n%s", out)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,7 +79,16 @@ func (e *Environment) ensureContainer(ctx context.Context, p *pod, svc *Service,
 				"processes of one suite must declare the same services; give the suites different names (suite / CLEANROOM_SUITE)", svc.name, name, h, defHash)
 		}
 		c := e.containerOf(p, svc, info.ID, name, info.Created)
+		age := time.Since(info.Created)
 		switch {
+		case info.State.Running && age > e.cfg.MaxContainerReuseTime && !e.othersAttached():
+			// Kept warm, or left by another package: too old to reuse, and
+			// no other process of the suite is using it.
+			reason := fmt.Sprintf("it is %s old, more than max_container_reuse_time (%s)", age.Round(time.Millisecond), e.cfg.MaxContainerReuseTime)
+			e.noteReplacement(svc.name, c, reason)
+			if err := e.eng.RemoveContainer(ctx, info.ID); err != nil && !errors.Is(err, podman.ErrNotFound) {
+				return nil, fmt.Errorf("start %s: remove container %s: %w", svc.name, name, err)
+			}
 		case info.State.Running:
 			if err := e.waitReady(ctx, svc, c); err != nil {
 				if errors.Is(err, errNotRunning) {
@@ -89,20 +99,29 @@ func (e *Environment) ensureContainer(ctx context.Context, p *pod, svc *Service,
 			e.adopted.Add(1)
 			e.log.Info("cleanroom: adopted container", "service", svc.name, "container", name, "took", time.Since(began).Round(time.Millisecond))
 			return c, nil
-		case isStarting(info.State.Status) && time.Since(info.Created) < e.cfg.ContainerStartupTimeout:
+		case isStarting(info.State.Status) && age < e.cfg.ContainerStartupTimeout && e.runAlive(info.Labels[LabelRun]):
 			// Its creator is about to start it.
 			select {
 			case <-ctx.Done():
 				return nil, fmt.Errorf("start %s: wait for %s to start: %w", svc.name, name, ctx.Err())
 			case <-time.After(20 * time.Millisecond):
 			}
-		default: // exited, or its creator died before starting it
+		default: // exited, or its creator died (or gave up) before starting it
 			e.log.Warn("cleanroom: removing a dead container of the suite", "container", name, "status", info.State.Status)
 			if err := e.eng.RemoveContainer(ctx, info.ID); err != nil && !errors.Is(err, podman.ErrNotFound) {
 				return nil, fmt.Errorf("start %s: remove dead container %s: %w", svc.name, name, err)
 			}
 		}
 	}
+}
+
+// runAlive says whether the test process of run may still be working on
+// the suite: it holds a lease, or there are no leases to tell.
+func (e *Environment) runAlive(run string) bool {
+	if e.share == nil || run == e.run {
+		return true
+	}
+	return slices.Contains(e.share.files.liveRuns(), run)
 }
 
 func isStarting(status string) bool {

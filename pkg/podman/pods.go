@@ -51,6 +51,12 @@ type PodSpec struct {
 	Name   string            // required; unique on the engine
 	Labels map[string]string // LabelManaged is added
 	Ports  []Port            // fixed for the pod's lifetime
+	// ExitPolicy is what becomes of the pod when its last container
+	// exits: "continue" (the engine's default: the infra container, which
+	// holds the network namespace and the ports, runs on) or "stop" (it
+	// stops too; starting a container in the pod starts it again, with the
+	// same ports).
+	ExitPolicy string
 }
 
 type portMapping struct {
@@ -64,6 +70,7 @@ type podCreateRequest struct {
 	Name         string            `json:"name"`
 	Labels       map[string]string `json:"labels,omitempty"`
 	PortMappings []portMapping     `json:"portmappings,omitempty"`
+	ExitPolicy   string            `json:"exit_policy,omitempty"`
 }
 
 type idResponse struct {
@@ -77,7 +84,7 @@ func (c *Client) CreatePod(ctx context.Context, spec PodSpec) (string, error) {
 	if spec.Name == "" {
 		return "", fmt.Errorf("create pod: a name is required")
 	}
-	req := podCreateRequest{Name: spec.Name, Labels: withManaged(spec.Labels)}
+	req := podCreateRequest{Name: spec.Name, Labels: withManaged(spec.Labels), ExitPolicy: spec.ExitPolicy}
 	for _, p := range spec.Ports {
 		if p.ContainerPort == 0 {
 			return "", fmt.Errorf("%s: container port 0 is not a port", op)
