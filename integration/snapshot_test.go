@@ -115,9 +115,16 @@ func TestSnapshotStartUpAndInvalidation(t *testing.T) {
 		t.Errorf("snapshots after the definition changed: %v; want only the new one", got)
 	}
 
-	// CLEANROOM_REBUILD=1 drops it: a plain cold start again.
+	// CLEANROOM_REBUILD=1 in a new run drops it: a plain cold start again,
+	// which saves a new snapshot...
+	t.Setenv("CLEANROOM_RUN_ID", "rebuild-"+randomHex(4))
 	t.Setenv("CLEANROOM_REBUILD", "1")
 	if st := startPostgres(t, suite, cleanroom.PostgresSetting("work_mem", "8MB")); st.Snapshot != 0 {
 		t.Errorf("with CLEANROOM_REBUILD=1: %+v; want a plain start", st)
+	}
+	// ...that the next process of the same run uses: once per run, not once
+	// per package.
+	if st := startPostgres(t, suite, cleanroom.PostgresSetting("work_mem", "8MB")); st.Snapshot != 1 {
+		t.Errorf("with CLEANROOM_REBUILD=1, a second process of the run: %+v; want a start from the snapshot the first rebuilt", st)
 	}
 }

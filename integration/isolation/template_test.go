@@ -139,7 +139,8 @@ func TestUnfinishedTemplateIsRebuilt(t *testing.T) {
 		t.Errorf("%d builds; want the unfinished template rebuilt (2)", n)
 	}
 
-	// CLEANROOM_REBUILD=1 rebuilds a finished one too.
+	// CLEANROOM_REBUILD=1 rebuilds a finished one too, once per run.
+	t.Setenv("CLEANROOM_RUN_ID", fmt.Sprintf("rebuild-%d", time.Now().UnixNano()))
 	t.Setenv("CLEANROOM_REBUILD", "1")
 	s3, err := isolation.Open(ctx, pg.URL())
 	if err != nil {
@@ -153,6 +154,45 @@ func TestUnfinishedTemplateIsRebuilt(t *testing.T) {
 	defer s3.DropDatabase(ctx, db3.Name)
 	if n := count(t, pg, "SELECT count(*) FROM builds WHERE version = $1", version); n != 3 {
 		t.Errorf("%d builds; want a rebuild with CLEANROOM_REBUILD=1 (3)", n)
+	}
+	// Two more processes of the same run (two packages of one go test
+	// ./...) clone what the first rebuilt.
+	var wg sync.WaitGroup
+	outs := make([]string, 2)
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), helperEnv+"=1", helperURL+"="+pg.URL(), helperVersion+"="+version)
+			out, err := cmd.CombinedOutput()
+			outs[i], errs[i] = string(out), err
+		}()
+	}
+	wg.Wait()
+	for i := range 2 {
+		if errs[i] != nil {
+			t.Fatalf("helper process %d: %v\n%s", i, errs[i], outs[i])
+		}
+	}
+	if n := count(t, pg, "SELECT count(*) FROM builds WHERE version = $1", version); n != 3 {
+		t.Errorf("%d builds; with CLEANROOM_REBUILD=1 the other processes of the run must not rebuild (3)", n)
+	}
+	// A new run rebuilds it again.
+	t.Setenv("CLEANROOM_RUN_ID", fmt.Sprintf("rebuild-again-%d", time.Now().UnixNano()))
+	s4, err := isolation.Open(ctx, pg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s4.Close()
+	db4, err := s4.CreateDatabase(ctx, t.Name(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s4.DropDatabase(ctx, db4.Name)
+	if n := count(t, pg, "SELECT count(*) FROM builds WHERE version = $1", version); n != 4 {
+		t.Errorf("%d builds; want a rebuild in a new run (4)", n)
 	}
 }
 

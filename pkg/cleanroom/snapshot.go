@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/runid"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
@@ -33,6 +34,7 @@ import (
 const (
 	LabelSnapshot  = "io.cleanroom.snapshot"   // the snapshot key
 	LabelBaseImage = "io.cleanroom.base-image" // ID of the image it was built from
+	LabelBuiltIn   = "io.cleanroom.built-in"   // the run that built it (see internal/runid)
 )
 
 // SnapshotRepository is where snapshot images live.
@@ -128,8 +130,9 @@ func (e *Environment) snapshotRef(ctx context.Context, svc *Service, secret stri
 	return fmt.Sprintf("%s/%s-%s:%s", SnapshotRepository, e.suite, svc.name, key), key, baseID
 }
 
-// dropSnapshotOnce removes svc's snapshot the first time it is looked at in
-// this process when CLEANROOM_REBUILD=1.
+// dropSnapshotOnce removes svc's snapshots, with CLEANROOM_REBUILD=1, the
+// first time it is looked at in this process, unless this run built them:
+// the packages of one go test ./... rebuild a snapshot once, not once each.
 func (e *Environment) dropSnapshotOnce(ctx context.Context, svc *Service, ref string) {
 	if !rebuildRequested() {
 		return
@@ -140,8 +143,19 @@ func (e *Environment) dropSnapshotOnce(ctx context.Context, svc *Service, ref st
 		return
 	}
 	e.snapDropped[svc.name] = true
-	if err := e.eng.(snapshotter).RemoveImage(ctx, ref); err == nil {
-		e.log.Info("cleanroom: dropped snapshot (CLEANROOM_REBUILD=1)", "service", svc.name, "image", ref)
+	snap := e.eng.(snapshotter)
+	imgs, err := snap.ListImages(ctx, map[string]string{LabelSuite: e.suite, LabelService: svc.name, LabelSnapshot: ""})
+	if err != nil {
+		return
+	}
+	run := runid.ID()
+	for _, img := range imgs {
+		if img.Labels[LabelBuiltIn] == run {
+			continue // rebuilt by this run already
+		}
+		if err := snap.RemoveImage(ctx, img.ID); err == nil {
+			e.log.Info("cleanroom: dropped snapshot (CLEANROOM_REBUILD=1)", "service", svc.name, "image", ref)
+		}
 	}
 }
 
@@ -222,6 +236,7 @@ func (e *Environment) doBuildSnapshot(ctx context.Context, svc *Service, ref, ke
 		"LABEL " + LabelSuite + "=" + e.suite,
 		"LABEL " + LabelService + "=" + svc.name,
 		"LABEL " + LabelBaseImage + "=" + baseID,
+		"LABEL " + LabelBuiltIn + "=" + runid.ID(),
 	})
 	if err != nil {
 		return fmt.Errorf("commit: %w", err)

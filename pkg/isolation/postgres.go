@@ -19,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/cleanroom-go/cleanroom/internal/runid"
 )
 
 // Server does the Postgres isolation work for one server: it keeps a small
@@ -258,8 +260,15 @@ func (s *Server) buildTemplate(ctx context.Context, tpl string, m Migrator, rebu
 	}
 	defer conn.Release()
 
+	// CLEANROOM_REBUILD=1 rebuilds a template once per run: the first
+	// process of the run to get here rebuilds it and stamps it with the
+	// run; the others of the run (packages of one go test ./...) find the
+	// stamp and clone it, instead of dropping it under each other.
+	run := runid.ID()
+	stamp := builtInRun + run
 	var finished, exists bool
-	err = conn.QueryRow(ctx, "SELECT datistemplate FROM pg_database WHERE datname = $1", tpl).Scan(&finished)
+	var comment string
+	err = conn.QueryRow(ctx, "SELECT datistemplate, coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = $1", tpl).Scan(&finished, &comment)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
@@ -267,7 +276,7 @@ func (s *Server) buildTemplate(ctx context.Context, tpl string, m Migrator, rebu
 	default:
 		exists = true
 	}
-	if finished && !rebuild {
+	if finished && (!rebuild || comment == stamp) {
 		return nil
 	}
 	if exists { // unfinished (a crashed build) or a rebuild
@@ -290,11 +299,21 @@ func (s *Server) buildTemplate(ctx context.Context, tpl string, m Migrator, rebu
 	}
 	// The last step marks it finished; no connections may reach it after,
 	// so that cloning never meets "being accessed by other users".
+	if _, err := conn.Exec(ctx, "COMMENT ON DATABASE "+quote(tpl)+" IS "+quoteLiteral(stamp)); err != nil {
+		return fmt.Errorf("isolation: template %s: stamp: %w", tpl, err)
+	}
 	if _, err := conn.Exec(ctx, "ALTER DATABASE "+quote(tpl)+" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"); err != nil {
 		return fmt.Errorf("isolation: template %s: mark finished: %w", tpl, err)
 	}
 	return nil
 }
+
+// builtInRun starts the comment a template is stamped with: the run that
+// built it.
+const builtInRun = "cleanroom: template built in run "
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // migrate runs m through a database/sql handle on url, closed afterwards.
 func migrate(ctx context.Context, url string, m Migrator) error {
