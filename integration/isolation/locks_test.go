@@ -1,12 +1,17 @@
 package isolation_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
@@ -110,4 +115,40 @@ func TestStuckServerHoldsUpNoOtherServer(t *testing.T) {
 		t.Fatal(tb.fatal)
 	}
 	tb.finish()
+}
+
+// A lost lease (the process paused longer than the TTL, or Redis replaced)
+// fails the test that held it, and its release does not flush a database
+// that may be another test's by then.
+func TestLostRedisLeaseFailsTheTest(t *testing.T) {
+	// Not parallel: the TTL is read from the environment.
+	t.Setenv(isolation.LeaseTTLEnv, "1")
+	rd := cleanroom.RedisFor(t)
+	ctx := context.Background()
+	holder := &recordingTB{name: "TestHoldsALease"}
+	c := isolation.RedisDB(holder, rd.Options())
+	db := c.Options().DB
+
+	admin := redis.NewClient(rd.Options())
+	defer admin.Close()
+	if err := admin.Del(ctx, isolation.LeaseKeyPrefix+strconv.Itoa(db)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	opts := rd.Options()
+	opts.DB = db
+	other := redis.NewClient(opts) // whoever has the database now
+	defer other.Close()
+	if err := other.Set(ctx, "someone-else", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	defer other.FlushDB(ctx)
+	time.Sleep(800 * time.Millisecond) // two renewals (every TTL/3)
+
+	holder.finish()
+	if len(holder.errs) != 1 || !strings.Contains(holder.errs[0], "was lost") {
+		t.Errorf("the holder's errors: %q; want the lost lease", holder.errs)
+	}
+	if v, err := other.Get(ctx, "someone-else").Result(); err != nil || v != "x" {
+		t.Errorf("the release of a lost lease flushed the database: %q, %v", v, err)
+	}
 }

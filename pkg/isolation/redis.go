@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,10 +21,24 @@ const LeaseKeyPrefix = "cleanroom:lease:db:"
 
 // Lease timing: a lease lives leaseTTL unless renewed; the holder renews it
 // every leaseTTL/3, so a crashed process frees its database within leaseTTL.
-var (
-	leaseTTL  = 30 * time.Second
-	leasePoll = 20 * time.Millisecond
-)
+// CLEANROOM_REDIS_LEASE_TTL (seconds) sets another TTL: longer where test
+// processes may be paused that long (a debugger), shorter to free the
+// databases of crashed processes sooner.
+const defaultLeaseTTL = 30 * time.Second
+
+var leasePoll = 20 * time.Millisecond
+
+// LeaseTTLEnv names the variable that sets the lease TTL in seconds.
+const LeaseTTLEnv = "CLEANROOM_REDIS_LEASE_TTL"
+
+func leaseTTL() time.Duration {
+	if v := os.Getenv(LeaseTTLEnv); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			return time.Duration(n) * time.Second
+		}
+	}
+	return defaultLeaseTTL
+}
 
 // RedisLease is a logical database leased to one user.
 type RedisLease struct {
@@ -33,9 +48,23 @@ type RedisLease struct {
 	admin *redis.Client // on database 0, where the lease key lives
 	key   string
 	token string
+	ttl   time.Duration
 	stop  chan struct{}
 	once  sync.Once
 	err   error
+
+	mu   sync.Mutex
+	lost error // why the lease is no longer this holder's
+}
+
+// Err says whether the lease is still held: nil, or why it was lost (its
+// key expired or went to another holder: the process was paused longer
+// than the TTL, or Redis was replaced). A test whose lease was lost may
+// have shared its database with another one.
+func (l *RedisLease) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lost
 }
 
 // compare-and-delete and compare-and-extend, so that a lease that expired
@@ -66,11 +95,12 @@ func LeaseDB(ctx context.Context, opts *redis.Options, owner string) (*RedisLeas
 		return nil, fmt.Errorf("isolation: lease a redis database: the server has %d logical database(s); use isolation.RedisPrefix instead", n)
 	}
 	token := owner + "/" + randomToken()
+	ttl := leaseTTL()
 	start := time.Now()
 	for {
 		for db := 1; db < n; db++ {
 			key := LeaseKeyPrefix + strconv.Itoa(db)
-			ok, err := admin.SetNX(ctx, key, token, leaseTTL).Result()
+			ok, err := admin.SetNX(ctx, key, token, ttl).Result()
 			if err != nil {
 				admin.Close()
 				return nil, fmt.Errorf("isolation: lease redis database %d: %w", db, err)
@@ -80,7 +110,7 @@ func LeaseDB(ctx context.Context, opts *redis.Options, owner string) (*RedisLeas
 			}
 			dbOpts := *opts
 			dbOpts.DB = db
-			l := &RedisLease{DB: db, Client: redis.NewClient(&dbOpts), admin: admin, key: key, token: token, stop: make(chan struct{})}
+			l := &RedisLease{DB: db, Client: redis.NewClient(&dbOpts), admin: admin, key: key, token: token, ttl: ttl, stop: make(chan struct{})}
 			// What a crashed holder left behind goes first.
 			if err := l.Client.FlushDB(ctx).Err(); err != nil {
 				_ = l.Release(context.WithoutCancel(ctx))
@@ -123,26 +153,54 @@ func databases(ctx context.Context, c *redis.Client) (int, error) {
 	return n, nil
 }
 
+// renew extends the lease every TTL/3 until Release. The lease is lost
+// when a renewal finds the key gone or someone else's, or when no renewal
+// succeeded for a whole TTL (the key has expired by then).
 func (l *RedisLease) renew() {
-	t := time.NewTicker(leaseTTL / 3)
+	t := time.NewTicker(l.ttl / 3)
 	defer t.Stop()
+	renewed := time.Now()
 	for {
 		select {
 		case <-l.stop:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), leaseTTL/3)
-			_ = renewScript.Run(ctx, l.admin, []string{l.key}, l.token, leaseTTL.Milliseconds()).Err()
+			ctx, cancel := context.WithTimeout(context.Background(), l.ttl/3)
+			n, err := renewScript.Run(ctx, l.admin, []string{l.key}, l.token, l.ttl.Milliseconds()).Int()
 			cancel()
+			var lost error
+			switch {
+			case err == nil && n == 1:
+				renewed = time.Now()
+				continue
+			case err == nil:
+				lost = fmt.Errorf("isolation: the lease of redis database %d was lost: its key expired or belongs to another holder (was the process paused longer than the lease's %s, or Redis replaced?); another test may have used the database", l.DB, l.ttl)
+			case time.Since(renewed) >= l.ttl:
+				lost = fmt.Errorf("isolation: the lease of redis database %d was lost: no renewal for %s (%w); another test may have used the database", l.DB, time.Since(renewed).Round(time.Millisecond), err)
+			default:
+				continue // try again at the next tick
+			}
+			l.mu.Lock()
+			l.lost = lost
+			l.mu.Unlock()
+			return
 		}
 	}
 }
 
 // Release flushes the database, gives the lease back and closes the
-// clients. Calling it again returns the first result.
+// clients; a lost lease (see Err) is neither flushed nor given back, as the
+// database may be another holder's now, and Release returns why it was
+// lost. Calling it again returns the first result.
 func (l *RedisLease) Release(ctx context.Context) error {
 	l.once.Do(func() {
 		close(l.stop)
+		if lost := l.Err(); lost != nil {
+			l.Client.Close()
+			l.admin.Close()
+			l.err = lost
+			return
+		}
 		var errs []error
 		if err := l.Client.FlushDB(ctx).Err(); err != nil {
 			errs = append(errs, fmt.Errorf("flush redis database %d: %w", l.DB, err))
