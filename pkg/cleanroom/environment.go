@@ -76,6 +76,8 @@ type Environment struct {
 	imageIDs      sync.Map // image → ID
 	imageCalls    sync.Map // image → *imageCall: a look-up or pull under way
 	snapWG        sync.WaitGroup
+	snapCtx       context.Context // of snapshot builds; Close cancels it when its own context ends first
+	snapCancel    context.CancelFunc
 
 	mu       sync.Mutex
 	byName   map[string]*entry
@@ -188,6 +190,7 @@ func newEnvironment(cfg Config, eng engine, services []Service) (*Environment, e
 		snapDropped:  map[string]bool{},
 		snapBuilding: map[string]bool{},
 	}
+	e.snapCtx, e.snapCancel = context.WithCancel(context.Background())
 	usedPorts := map[uint16]string{}
 	h := sha256.New()
 	fmt.Fprintln(h, moduleRoot())
@@ -332,9 +335,20 @@ func (e *Environment) Suite() string { return e.suite }
 // again returns the same result.
 func (e *Environment) Close(ctx context.Context) error {
 	e.closeOnce.Do(func() {
-		e.snapWG.Wait() // a snapshot being saved finishes (bounded) and removes its builder
 		e.mu.Lock()
-		e.closed = true
+		e.closed = true // no new pod, container or snapshot build from now on
+		e.mu.Unlock()
+		// A snapshot being saved finishes and removes its builder; when ctx
+		// ends first, the build is cancelled (its builder still goes).
+		built := make(chan struct{})
+		go func() { e.snapWG.Wait(); close(built) }()
+		select {
+		case <-built:
+		case <-ctx.Done():
+			e.snapCancel()
+			<-built
+		}
+		e.mu.Lock()
 		names := slices.Sorted(maps.Keys(e.pods))
 		ents := slices.Collect(maps.Values(e.byName))
 		e.mu.Unlock()

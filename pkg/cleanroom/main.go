@@ -85,12 +85,25 @@ func Run(m TestingM, cfg Config, services ...Service) int {
 	go func() {
 		select {
 		case sig := <-sigs:
-			fmt.Fprintf(stderr, "cleanroom: %v: removing the suite's containers\n", sig)
-			isolation.CloseAll()
-			closeEnv(env)
 			code := 130
 			if sig == syscall.SIGTERM {
 				code = 143
+			}
+			fmt.Fprintf(stderr, "cleanroom: %v: removing the suite's containers (again to stop at once)\n", sig)
+			cleaned := make(chan struct{})
+			go func() {
+				isolation.CloseAll()
+				closeEnv(env)
+				close(cleaned)
+			}()
+			select {
+			case <-cleaned:
+			case sig := <-sigs:
+				// A second signal: whoever sent it will not wait. The
+				// lease goes with the process; the reaper removes the
+				// shared pod after the grace period, conmon's run-time
+				// limit the rest.
+				fmt.Fprintf(stderr, "cleanroom: %v again: exiting without waiting for the clean-up; the suite's reaper removes its pod\n", sig)
 			}
 			exit(code)
 		case <-done:

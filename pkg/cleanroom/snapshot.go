@@ -167,6 +167,11 @@ func rebuildRequested() bool {
 // buildSnapshot starts building svc's snapshot in the background; Close
 // waits for it.
 func (e *Environment) buildSnapshot(svc *Service, ref, key, baseID string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
 	e.snapMu.Lock()
 	if e.snapBuilding[ref] {
 		e.snapMu.Unlock()
@@ -174,10 +179,10 @@ func (e *Environment) buildSnapshot(svc *Service, ref, key, baseID string) {
 	}
 	e.snapBuilding[ref] = true
 	e.snapMu.Unlock()
-	e.snapWG.Add(1)
+	e.snapWG.Add(1) // under e.mu with closed unset: Close has not begun to wait
 	go func() {
 		defer e.snapWG.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*e.cfg.ContainerStartupTimeout+time.Minute)
+		ctx, cancel := context.WithTimeout(e.snapCtx, 2*e.cfg.ContainerStartupTimeout+time.Minute)
 		defer cancel()
 		began := time.Now()
 		if err := e.doBuildSnapshot(ctx, svc, ref, key, baseID); err != nil {

@@ -213,15 +213,42 @@ func (e *Environment) readyFailure(ctx context.Context, svc *Service, c *Contain
 	if remove {
 		e.removeContainer(ctx, c)
 	}
-	msg := fmt.Sprintf("start %s: wait ready (%s): %v", svc.name, e.cfg.ContainerStartupTimeout, err)
-	if host := e.engineHost(); host != "" {
-		msg += fmt.Sprintf("\n(the engine is remote: check that %s accepts connections to the published ports from this machine — firewall, bind_address %s)", host, e.cfg.BindAddress)
-	}
-	if lerr == nil {
-		msg += fmt.Sprintf("\nlast %d log lines of %s:\n  %s", len(lines), c.Name, strings.Join(lines, "\n  "))
-	}
-	return errors.New(msg)
+	return &startError{service: svc.name, timeout: e.cfg.ContainerStartupTimeout, err: err, remote: e.engineHost(),
+		bind: e.cfg.BindAddress, container: c.Name, logs: lines, logsOK: lerr == nil}
 }
+
+// startError is a container that did not become ready: it says whether it
+// exited or was still starting when the time ran out, carries its last log
+// lines, and unwraps to the cause (errors.Is(err,
+// context.DeadlineExceeded) holds for a timeout).
+type startError struct {
+	service   string
+	timeout   time.Duration
+	err       error
+	remote    string // the engine's host, when remote
+	bind      string
+	container string
+	logs      []string
+	logsOK    bool
+}
+
+func (s *startError) Error() string {
+	var b strings.Builder
+	if errors.Is(s.err, errNotRunning) {
+		fmt.Fprintf(&b, "start %s: the container stopped before it was ready: %v", s.service, s.err)
+	} else {
+		fmt.Fprintf(&b, "start %s: wait ready (%s): %v", s.service, s.timeout, s.err)
+		if s.remote != "" {
+			fmt.Fprintf(&b, "\n(the engine is remote: check that %s accepts connections to the published ports from this machine — firewall, bind_address %s)", s.remote, s.bind)
+		}
+	}
+	if s.logsOK {
+		fmt.Fprintf(&b, "\nlast %d log lines of %s:\n  %s", len(s.logs), s.container, strings.Join(s.logs, "\n  "))
+	}
+	return b.String()
+}
+
+func (s *startError) Unwrap() error { return s.err }
 
 func (e *Environment) removeContainer(ctx context.Context, c *Container) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
