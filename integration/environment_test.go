@@ -428,6 +428,17 @@ func TestPostgresDefaultsForTests(t *testing.T) {
 	if err != nil || !strings.Contains(string(res.Stdout), "tmpfs") {
 		t.Errorf("data directory %s is not on tmpfs: %q %v", got["data_directory"], res.Stdout, err)
 	}
+	// The password is the suite's, worked out again by every process of
+	// this user: no label of the pod carries it.
+	info, err := connect(t).InspectPod(context.Background(), pg.Container().PodID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range info.Labels {
+		if strings.Contains(v, pg.Password()) {
+			t.Errorf("pod label %s carries the password", k)
+		}
+	}
 	if pg.User() != "cleanroom" || pg.Database() != "cleanroom" || len(pg.Password()) < 16 || pg.Host() != bindAddress {
 		t.Errorf("user %s db %s password %q host %s", pg.User(), pg.Database(), pg.Password(), pg.Host())
 	}

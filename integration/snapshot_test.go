@@ -94,6 +94,19 @@ func TestSnapshotStartUpAndInvalidation(t *testing.T) {
 	if len(first) != 1 {
 		t.Fatalf("snapshots after the first run: %v; want one", first)
 	}
+	// The password does not stay in the snapshot image for anyone who can
+	// inspect images.
+	for _, id := range first {
+		out, err := exec.Command("podman", "image", "inspect", "--format", "{{json .Config.Env}}", id).CombinedOutput()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range strings.Split(strings.Trim(string(out), "[]\n"), ",") {
+			if k, v, _ := strings.Cut(strings.Trim(kv, `"`), "="); k == "POSTGRES_PASSWORD" && v != "" {
+				t.Errorf("the snapshot image's config holds the password: %s", kv)
+			}
+		}
+	}
 	if st := startPostgres(t, suite); st.Snapshot != 1 {
 		t.Errorf("second run: %+v; want a start from the snapshot", st)
 	}

@@ -217,8 +217,18 @@ func TestFailedTestKeepsItsDatabase(t *testing.T) {
 	if !exists(db.Name) {
 		t.Fatalf("a failed test's database %s was dropped", db.Name)
 	}
-	if len(failing.logs) != 1 || !strings.Contains(failing.logs[0], db.URL) || !strings.Contains(failing.logs[0], "DROP DATABASE") {
-		t.Errorf("the kept database is not logged with its URL: %v", failing.logs)
+	// The log line opens the database in one command, without the
+	// password in it (test logs end up in CI logs): psql "$(cat FILE)".
+	if len(failing.logs) != 1 || !strings.Contains(failing.logs[0], "DROP DATABASE") {
+		t.Fatalf("the kept database is not logged: %v", failing.logs)
+	}
+	if strings.Contains(failing.logs[0], pg.Password()) {
+		t.Errorf("the log line shows the password: %s", failing.logs[0])
+	}
+	_, rest, ok := strings.Cut(failing.logs[0], `psql "$(cat `)
+	file, _, _ := strings.Cut(rest, `)"`)
+	if b, err := os.ReadFile(file); !ok || err != nil || strings.TrimSpace(string(b)) != db.URL {
+		t.Errorf("the log line %q does not lead to the database's URL (file %q: %v)", failing.logs[0], file, err)
 	}
 	if _, err := pg.Pool(t).Exec(context.Background(), "DROP DATABASE "+pgx.Identifier{db.Name}.Sanitize()+" WITH (FORCE)"); err != nil {
 		t.Fatal(err)

@@ -64,6 +64,9 @@ type Environment struct {
 	// replace it).
 	startReaper func() error
 	secret      string // the services' password in pods this process creates
+	// secretDerived: every process of this user works the secret out from
+	// the suite (see suiteSecret), so no pod label carries it.
+	secretDerived bool
 
 	snapMu       sync.Mutex
 	snapDropped  map[string]bool // services whose snapshot CLEANROOM_REBUILD dropped
@@ -147,7 +150,7 @@ func New(ctx context.Context, cfg Config, services ...Service) (*Environment, er
 			e.podName = "cleanroom-" + e.suite
 			e.prefix = e.podName + "-" + e.run
 		}
-		e.secret = suiteSecret(e.suite)
+		e.secret, e.secretDerived = suiteSecret(e.suite)
 
 		if ic, ok := c.(interface {
 			Info(context.Context) (podman.Info, error)

@@ -53,6 +53,9 @@ func KubeYAML(ctx context.Context, eng KubeEngine, pod string) ([]byte, error) {
 		return nil, fmt.Errorf("cleanroom: kube YAML of %s: %w", pod, err)
 	}
 	secret := info.Labels[LabelSecret]
+	if h := info.Labels[LabelHost]; secret == "" && (h == "" || h == hostname()) {
+		secret, _ = suiteSecret(info.Labels[LabelSuite]) // derived, as by the pod's creator
+	}
 	raw, err := eng.GenerateKube(ctx, pod)
 	if err != nil {
 		return nil, fmt.Errorf("cleanroom: kube YAML of %s: %w", pod, err)

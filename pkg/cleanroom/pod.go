@@ -116,9 +116,6 @@ func (e *Environment) createOrAdoptPod(ctx context.Context, name string, ports [
 			if err != nil {
 				return nil, err
 			}
-			if p.secret == "" {
-				return nil, fmt.Errorf("pod %s carries no %s label; remove it: podman pod rm -f %s", name, LabelSecret, name)
-			}
 			if missing := missingPorts(p, ports); len(missing) > 0 {
 				// Podman creates a pod, then its infra container with the
 				// ports: a pod seconds old may be half made. Look again.
@@ -142,9 +139,13 @@ func (e *Environment) createOrAdoptPod(ctx context.Context, name string, ports [
 		if !errors.Is(err, podman.ErrNotFound) {
 			return nil, err
 		}
-		spec := podman.PodSpec{Name: name, Labels: e.labels(map[string]string{
-			LabelRole: role, LabelSecret: e.secret, LabelHost: hostname(),
-		}),
+		labels := map[string]string{LabelRole: role, LabelHost: hostname()}
+		if !e.secretDerived {
+			// Random for this process (no per-user secret to derive it
+			// from): adopters can learn it only here.
+			labels[LabelSecret] = e.secret
+		}
+		spec := podman.PodSpec{Name: name, Labels: e.labels(labels),
 			// The backstop if every process of ours dies: conmon ends each
 			// service container at its run-time limit, and the infra
 			// container (which holds the ports) stops with the last of them.
@@ -217,6 +218,9 @@ func hostname() string {
 // specific address.
 func (e *Environment) podFromInfo(info *podman.PodInfo) (*pod, error) {
 	p := &pod{name: info.Name, id: info.ID, host: "127.0.0.1", ports: map[uint16]uint16{}, secret: info.Labels[LabelSecret]}
+	if p.secret == "" {
+		p.secret = e.secret // derived from the suite, as by its creator
+	}
 	remote := e.engineHost()
 	if remote != "" {
 		p.host = remote

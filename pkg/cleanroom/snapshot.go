@@ -8,8 +8,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,14 +49,18 @@ const SnapshotRepository = "localhost/cleanroom-snapshot"
 // whose data holds the password, fits the next run. Where no cache
 // directory is writable it is random per process (snapshots then do not
 // carry over).
-func suiteSecret(suite string) string {
+//
+// derived says whether it came from the per-user secret: then any process
+// of this user works it out again, and it need not be written anywhere a
+// lookup can reach (a pod label, an image's config).
+func suiteSecret(suite string) (secret string, derived bool) {
 	key, err := machineSecret()
 	if err != nil {
-		return randomHex(16)
+		return randomHex(16), false
 	}
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte("cleanroom suite password\x00" + suite))
-	return hex.EncodeToString(m.Sum(nil))[:32]
+	return hex.EncodeToString(m.Sum(nil))[:32], true
 }
 
 var machineSecretOnce = sync.OnceValues(func() ([]byte, error) {
@@ -61,7 +68,16 @@ var machineSecretOnce = sync.OnceValues(func() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, "cleanroom", "secret")
+	return readOrMakeSecret(filepath.Join(dir, "cleanroom", "secret"))
+})
+
+func machineSecret() ([]byte, error) { return machineSecretOnce() }
+
+// readOrMakeSecret reads the secret at path, making it first when there is
+// none. The file appears whole or not at all: it is written under another
+// name and linked into place, and of two processes making it at once the
+// one whose link fails reads the other's.
+func readOrMakeSecret(path string) ([]byte, error) {
 	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
 		return b, nil
 	}
@@ -72,23 +88,30 @@ var machineSecretOnce = sync.OnceValues(func() ([]byte, error) {
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
 	}
-	// O_EXCL: of two processes making it at once, one wins; the other reads.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.CreateTemp(filepath.Dir(path), ".secret.*")
 	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Link(f.Name(), path); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			time.Sleep(10 * time.Millisecond)
-			return os.ReadFile(path)
+			b, err := os.ReadFile(path)
+			if err == nil && len(b) < 32 {
+				err = fmt.Errorf("the secret file %s is too short; remove it", path)
+			}
+			return b, err
 		}
 		return nil, err
 	}
-	defer f.Close()
-	if _, err := f.Write(b); err != nil {
-		return nil, err
-	}
 	return b, nil
-})
-
-func machineSecret() ([]byte, error) { return machineSecretOnce() }
+}
 
 // snapshotter is the engine part snapshots need: *podman.Client has it.
 type snapshotter interface {
@@ -235,14 +258,23 @@ func (e *Environment) doBuildSnapshot(ctx context.Context, svc *Service, ref, ke
 	if err := snap.StopContainer(ctx, id, 30*time.Second); err != nil {
 		return fmt.Errorf("stop builder: %w", err)
 	}
-	newID, err := snap.Commit(ctx, id, ref, []string{
+	changes := []string{
 		"LABEL " + podman.LabelManaged + "=true",
 		"LABEL " + LabelSnapshot + "=" + key,
 		"LABEL " + LabelSuite + "=" + e.suite,
 		"LABEL " + LabelService + "=" + svc.name,
 		"LABEL " + LabelBaseImage + "=" + baseID,
 		"LABEL " + LabelBuiltIn + "=" + runid.ID(),
-	})
+	}
+	// The builder's environment would stay in the image's config, password
+	// and all, for anyone who can inspect images; the containers started
+	// from the snapshot get it from their own definition.
+	for _, k := range slices.Sorted(maps.Keys(svc.env)) {
+		if p.secret != "" && strings.Contains(svc.env[k], p.secret) {
+			changes = append(changes, "ENV "+k+"=")
+		}
+	}
+	newID, err := snap.Commit(ctx, id, ref, changes)
 	if err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}

@@ -3,6 +3,9 @@ package isolation
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -50,7 +53,7 @@ func NewDatabase(t TB, url string, m Migrator) *Database {
 			if err := s.KeepDatabase(ctx, db.Name); err != nil {
 				t.Logf("%v", err)
 			}
-			t.Logf("isolation: %s failed; kept its database for inspection, for as long as the Postgres container lives: psql '%s'  (then: DROP DATABASE %s WITH (FORCE))", t.Name(), db.URL, quote(db.Name))
+			t.Logf("isolation: %s failed; kept its database %s for inspection, for as long as the Postgres container lives: %s  (then: DROP DATABASE %s WITH (FORCE))", t.Name(), redact(db.URL), psqlLine(db.Name, db.URL), quote(db.Name))
 			return
 		}
 		// Dropped in the background (WITH (FORCE)); CloseAll waits for it.
@@ -79,7 +82,7 @@ func NewSchema(t TB, url string, m Migrator) *Schema {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("isolation: %s failed; kept schema %s for inspection: psql '%s'", t.Name(), sc.Name, sc.URL)
+			t.Logf("isolation: %s failed; kept schema %s for inspection: %s", t.Name(), sc.Name, psqlLine(sc.Name, sc.URL))
 			return
 		}
 		ctx, cancel := setupContext()
@@ -187,4 +190,44 @@ func openDB(t TB, url string) *sql.DB {
 	db := stdlib.OpenDB(*cfg)
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// psqlLine is the command that opens a kept database or schema, without the
+// password in it (test logs end up in CI logs): the URL, password and all,
+// goes into a file of this user's (mode 0600), which the command reads.
+func psqlLine(name, url string) string {
+	path, err := keepURL(name, url)
+	if err != nil {
+		return fmt.Sprintf("psql '%s'  (its password is the suite's; the URL could not be written to a file: %v)", redact(url), err)
+	}
+	return fmt.Sprintf("psql \"$(cat %s)\"", path)
+}
+
+// keepURL writes url to kept/<name>.url in the user's cache directory.
+func keepURL(name, url string) (string, error) {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	dir = filepath.Join(dir, "cleanroom", "kept")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(dir, "."+name+".*")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.WriteString(url + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	path := filepath.Join(dir, name+".url")
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return path, nil
 }
