@@ -44,7 +44,10 @@ type Puller interface {
 	Pull(ctx context.Context, ref string, progress func(podman.PullEvent)) error
 }
 
-var errStalled = errors.New("stalled")
+var (
+	errStalled     = errors.New("stalled")
+	errPullTimeout = errors.New("pull timeout")
+)
 
 // PullWithProgress pulls ref, reporting progress as opts say, and fails a
 // pull that stalls or outlives its timeout with an error that names the
@@ -56,7 +59,11 @@ func PullWithProgress(ctx context.Context, p Puller, ref string, opts PullOption
 	if opts.Stall <= 0 {
 		opts.Stall = DefaultPullStall
 	}
-	ctx, cancelTimeout := context.WithTimeout(ctx, opts.Timeout)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	caller := ctx
+	ctx, cancelTimeout := context.WithTimeoutCause(ctx, opts.Timeout, errPullTimeout)
 	defer cancelTimeout()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -92,8 +99,10 @@ func PullWithProgress(ctx context.Context, p Puller, ref string, opts PullOption
 	switch {
 	case errors.Is(context.Cause(ctx), errStalled):
 		return fmt.Errorf("pull %s: no progress for %s from registry %s: the pull stalled; check the network and the registry, or pull it yourself: podman pull %s", ref, opts.Stall, registry, ref)
-	case errors.Is(ctx.Err(), context.DeadlineExceeded) && err != nil:
-		return fmt.Errorf("pull %s: not done within the pull timeout (%s) from registry %s: raise pull_timeout (CLEANROOM_PULL_TIMEOUT) or pull it beforehand: cleanroom pull %s", ref, opts.Timeout, registry, ref)
+	case caller.Err() != nil && err != nil:
+		return fmt.Errorf("pull %s from registry %s: %w", ref, registry, caller.Err())
+	case errors.Is(context.Cause(ctx), errPullTimeout) && err != nil:
+		return fmt.Errorf("pull %s: not done within the pull timeout (%s) from registry %s: raise pull_timeout (CLEANROOM_PULL_TIMEOUT) or pull it beforehand: cleanroom pull %s: %w", ref, opts.Timeout, registry, ref, context.DeadlineExceeded)
 	case err != nil:
 		return fmt.Errorf("%w (registry %s)", err, registry)
 	}
