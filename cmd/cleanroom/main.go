@@ -40,12 +40,14 @@ const usage = `usage: cleanroom <command> [flags]
 
 commands:
   ps                          suites, pods, services, ages, leases and ports
-  gc [--all] [--snapshots] [--dry-run]
+  gc [--all] [--suite NAME] [--snapshots] [--dry-run]
                               remove stale cleanroom pods: no test process or reaper
                               holds them (--all: every object labelled io.cleanroom.managed;
                               --snapshots: also the snapshot images of start-up state);
                               nothing without that label is ever touched
-  clean [--dry-run]           the same as gc --all
+                              (--suite: only that suite's objects)
+  clean [--suite NAME] [--dry-run]
+                              the same as gc --all
   pull [IMAGE…]               pull the images the suite here declares (the Postgres and Redis
                               images, [cleanroom.images] of cleanroom.toml, CLEANROOM_*_IMAGE),
                               or the given ones, with progress
@@ -91,6 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	dry := fs.Bool("dry-run", false, "list what would be removed, remove nothing")
 	all := fs.Bool("all", false, "every object labelled io.cleanroom.managed, stale or not")
 	snaps := fs.Bool("snapshots", false, "also remove the snapshot images")
+	suite := fs.String("suite", "", "only the objects of this suite (label io.cleanroom.suite)")
 	switch cmd {
 	case "version":
 		fmt.Fprintf(stdout, "cleanroom %s (%s, %s, %s/%s)\n", cleanroom.Version, buildRevision(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
@@ -125,9 +128,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "kube":
 		err = kube(ctx, c, fs.Args(), stdout)
 	case "clean":
-		err = gc(ctx, c, true, *dry, stdout)
+		err = gc(ctx, c, true, *dry, *suite, stdout)
 	default:
-		err = gc(ctx, c, *all, *dry, stdout)
+		err = gc(ctx, c, *all, *dry, *suite, stdout)
 		if err == nil && *snaps {
 			err = gcSnapshots(ctx, c, *dry, stdout)
 		}
@@ -252,13 +255,17 @@ func leases(uri string, p podman.PodSummary) string {
 
 // gc removes stale pods (all managed pods and containers with all), and
 // reports each object; failures are aggregated.
-func gc(ctx context.Context, c *podman.Client, all, dry bool, out io.Writer) error {
+func gc(ctx context.Context, c *podman.Client, all, dry bool, suite string, out io.Writer) error {
 	verb := "removed"
 	if dry {
 		verb = "would remove"
 	}
+	labels := map[string]string{podman.LabelManaged: "true"}
+	if suite != "" {
+		labels[cleanroom.LabelSuite] = suite
+	}
 	var result *multierror.Error
-	pods, err := c.ListPods(ctx, managed)
+	pods, err := c.ListPods(ctx, labels)
 	if err != nil {
 		return err
 	}
@@ -295,13 +302,13 @@ func gc(ctx context.Context, c *podman.Client, all, dry bool, out io.Writer) err
 	if !all {
 		return result.ErrorOrNil()
 	}
-	cts, err := c.ListContainers(ctx, managed)
+	cts, err := c.ListContainers(ctx, labels)
 	if err != nil {
 		return multierror.Append(result, err).ErrorOrNil()
 	}
 	for _, ct := range cts {
-		if inPod[ct.Pod] {
-			continue // went with its pod
+		if inPod[ct.Pod] || ct.IsInfra {
+			continue // went with its pod (or goes with one made meanwhile)
 		}
 		if !dry {
 			if err := c.RemoveContainer(ctx, ct.ID); err != nil && !errors.Is(err, podman.ErrNotFound) {
