@@ -15,10 +15,12 @@ export CLEANROOM_REDIS_IMAGE ?= localhost/cleanroom/redis:7
 
 # Unit tests need no Podman; integration/ and the example shop's tests do.
 UNIT_PKGS = $$($(GO) list ./... | grep -v -e /integration -e /examples/shop)
-INTEGRATION_PKGS = ./integration/... ./examples/shop/...
+# The fault suite (integration/faults) runs on its own: one of its scenarios
+# restarts the engine's API service.
+INTEGRATION_PKGS = $$($(GO) list ./integration/... | grep -v /integration/faults) ./examples/shop/...
 TEST_FLAGS ?= -race -count=1
 
-.PHONY: help setup images setup-again registry test test-steps demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless remote podman5 official-images
+.PHONY: help setup images setup-again registry test test-steps demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless remote podman5 official-images faults
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,7 +45,7 @@ bench: images ## the benchmarks: warm attach (cached, probed), cold start, per-t
 test: ## all checks and tests, as CI runs them
 	@scripts/one-at-a-time.sh /tmp/cleanroom-make-test-$$(id -u).lock $(MAKE) --no-print-directory test-steps
 
-test-steps: images setup-again fmt-check vet build-guard unit integration official-images check-leaks rootless remote podman5
+test-steps: images setup-again fmt-check vet build-guard unit integration faults official-images check-leaks rootless remote podman5
 	@echo "make test: all green"
 
 # Run right after a set-up: a second one must find everything in place,
@@ -86,6 +88,9 @@ bench-compare: images ## the side-by-side benchmark (per-test containers, testco
 
 remote: ## the core scenarios against a Podman reached over ssh (sshd on 198.51.100.7:2222, an address on the loopback device; when run as root)
 	@if [ "$$(id -u)" = 0 ]; then scripts/remote-test.sh $(ROOTLESS_USER); fi
+
+faults: images registry ## the fault suite: engine restart, killed containers and processes, removed pods, crowds, done contexts, bad lease directories, keep-warm then gc
+	$(GO) test $(TEST_FLAGS) -parallel 3 ./integration/faults/
 
 official-images: images ## where a registry is reachable, the snapshot test and the example shop on the official postgres and redis images; else says it skipped them
 	@TEST_FLAGS="$(TEST_FLAGS)" scripts/official-images-test.sh

@@ -1,0 +1,504 @@
+package faults
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
+	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
+	"github.com/cleanroom-go/cleanroom/pkg/isolation"
+	"github.com/cleanroom-go/cleanroom/pkg/podman"
+)
+
+// grace is the scenarios' grace period: short, so that a suite is gone
+// soon after its last process.
+// Snapshots are off: each scenario's suite is new, so a snapshot would only
+// cost its builder.
+var grace = []string{"CLEANROOM_GRACE_PERIOD=1", "CLEANROOM_SNAPSHOTS=false"}
+
+// results reads the RESULT line of a work helper.
+func results(t *testing.T, p *proc) []testRun {
+	t.Helper()
+	line := p.waitFor(t, "RESULT ", 3*time.Minute)
+	var runs []testRun
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "RESULT ")), &runs); err != nil {
+		t.Fatal(err)
+	}
+	p.finish(t)
+	return runs
+}
+
+// The Podman API service restarted in the middle of a parallel suite: the
+// service containers keep running (conmon holds them), and the tests that
+// use them go on.
+func TestEngineRestartMidSuite(t *testing.T) {
+	// Not parallel: a restart would disturb every other scenario.
+	suite := newSuite(t, "restart")
+	decoys(t, suite)
+	var procs []*proc
+	for range 3 {
+		procs = append(procs, start(t, "work", suite, append(grace, "CLEANROOM_FAULTS_FOR=10s", "CLEANROOM_FAULTS_WORKERS=4")...))
+	}
+	time.Sleep(4 * time.Second)
+	restartEngine(t)
+	total := 0
+	for i, p := range procs {
+		for _, r := range results(t, p) {
+			total++
+			if r.Err != "" {
+				t.Errorf("process %d: a test begun at %s failed: %s", i, r.Began.Format("15:04:05.000"), r.Err)
+			}
+		}
+	}
+	if total < 30 {
+		t.Errorf("only %d tests ran", total)
+	}
+	waitGone(t, suite, 20*time.Second)
+}
+
+// restartEngine stops the Podman API service behind the default address
+// and starts it again with the same command line and environment, in a
+// session of its own, as the set-up scripts do. It skips where the service
+// is not a process of this machine that this test can restart (systemd's,
+// or an engine in a container).
+func restartEngine(t *testing.T) {
+	t.Helper()
+	uri := connect(t).Endpoint().URI
+	pid, argv, environ := serviceProcess(uri)
+	if pid == 0 {
+		t.Skipf("the Podman API service at %s is no process of this machine this test can restart", uri)
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	for i := 0; syscall.Kill(pid, 0) == nil; i++ {
+		if i == 100 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	log, err := os.OpenFile(filepath.Join(os.TempDir(), fmt.Sprintf("cleanroom-faults-service-%d.log", os.Getuid())), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = environ
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start the Podman API service again: %v", err)
+	}
+	newPID := cmd.Process.Pid
+	_ = cmd.Process.Release()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		c, err := podman.Connect(context.Background(), podman.Options{URI: uri})
+		if err == nil {
+			c.Close()
+			t.Logf("restarted the Podman API service at %s (pid %d, was %d)", uri, newPID, pid)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted Podman API service does not answer: %v", err)
+		}
+	}
+}
+
+// serviceProcess finds the `podman system service` process listening at
+// uri: its PID, command line and environment.
+func serviceProcess(uri string) (int, []string, []string) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		argv := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if len(argv) < 3 || filepath.Base(argv[0]) != "podman" || !strings.Contains(string(raw), "system\x00service") || argv[len(argv)-1] != uri {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		return pid, argv, strings.Split(strings.TrimRight(string(env), "\x00"), "\x00")
+	}
+	return 0, nil, nil
+}
+
+// The Postgres container killed (podman kill) and removed in the middle of
+// a suite: it is replaced, and the tests that begin once the health check
+// has seen it pass.
+func TestPostgresKilledMidSuite(t *testing.T) {
+	t.Parallel()
+	suite := newSuite(t, "kill")
+	decoys(t, suite)
+	var procs []*proc
+	for range 2 {
+		procs = append(procs, start(t, "work", suite, append(grace, "CLEANROOM_FAULTS_FOR=20s", "CLEANROOM_FAULTS_WORKERS=4", "CLEANROOM_CONTAINER_HEALTH_CHECK_INTERVAL=1")...))
+	}
+	time.Sleep(5 * time.Second)
+	c := connect(t)
+	cts, err := c.ListContainers(context.Background(), map[string]string{cleanroom.LabelSuite: suite, cleanroom.LabelService: "postgres", cleanroom.LabelRole: "service"})
+	if err != nil || len(cts) != 1 {
+		t.Fatalf("the suite's Postgres container: %v, %v", cts, err)
+	}
+	killed := time.Now()
+	for _, args := range [][]string{{"kill", cts[0].ID}, {"rm", "-f", cts[0].ID}} {
+		if out, err := exec.Command("podman", args...).CombinedOutput(); err != nil {
+			t.Fatalf("podman %v: %v\n%s", args, err, out)
+		}
+	}
+	// Tests that began within a health check interval of the kill may have
+	// met the dead container; every later one must pass, given the few
+	// seconds a replacement takes (a cold start, on a loaded machine).
+	settled := killed.Add(1*time.Second + 6*time.Second)
+	after := 0
+	for i, p := range procs {
+		for _, r := range results(t, p) {
+			if !r.Began.After(settled) {
+				continue
+			}
+			after++
+			if r.Err != "" {
+				t.Errorf("process %d: a test begun %s after the kill failed: %s", i, r.Began.Sub(killed).Round(time.Millisecond), r.Err)
+			}
+		}
+	}
+	if after == 0 {
+		t.Errorf("no test began after the replacement settled: nothing shows it works")
+	}
+	if n := creations(t, c, suite, killed)["container postgres"]; n != 1 {
+		t.Errorf("%d Postgres containers created after the kill, want 1 (the replacement)", n)
+	}
+	waitGone(t, suite, 20*time.Second)
+}
+
+// The suite pod removed from outside between two packages: the next
+// package makes a new one and passes; the old reaper, with nothing left to
+// watch, ends.
+func TestSuitePodRemovedBetweenPackages(t *testing.T) {
+	t.Parallel()
+	suite := newSuite(t, "podrm")
+	decoys(t, suite)
+	first := start(t, "hold", suite, "CLEANROOM_GRACE_PERIOD=30", "CLEANROOM_SNAPSHOTS=false")
+	pod := strings.Fields(first.waitFor(t, "READY", 2*time.Minute))[1]
+	first.finish(t)
+	if out, err := exec.Command("podman", "pod", "rm", "-f", pod).CombinedOutput(); err != nil {
+		t.Fatalf("podman pod rm: %v\n%s", err, out)
+	}
+	second := start(t, "hold", suite, grace...)
+	second.waitFor(t, "READY", 2*time.Minute)
+	second.finish(t)
+	waitGone(t, suite, 20*time.Second)
+}
+
+// 8 processes × 32 goroutines attaching at once, 10 times over: one pod and
+// one container per service each time, and no error.
+func TestManyProcessesAttachAtOnce(t *testing.T) {
+	t.Parallel()
+	c := connect(t)
+	// One suite: from the second round on, Postgres starts from the
+	// snapshot the first one saved.
+	suite := newSuite(t, "crowd")
+	decoys(t, suite)
+	t.Cleanup(func() { removeSnapshots(t, suite) })
+	for round := range 10 {
+		since := time.Now()
+		var procs []*proc
+		for range 8 {
+			procs = append(procs, start(t, "attach", suite, "CLEANROOM_GRACE_PERIOD=1", "CLEANROOM_SNAPSHOTS=true"))
+		}
+		for i, p := range procs {
+			p.waitFor(t, "OK", 3*time.Minute)
+			p.finish(t)
+			if t.Failed() {
+				t.Fatalf("round %d, process %d failed", round, i)
+			}
+		}
+		attached := time.Since(since)
+		want := map[string]int{"pod": 1, "container postgres": 1, "container redis": 1}
+		if got := creations(t, c, suite, since); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("round %d: created %v, want %v", round, got, want)
+		}
+		waitGone(t, suite, 20*time.Second)
+		t.Logf("round %d: 8 processes attached in %s, the suite was gone %s later", round, attached.Round(time.Millisecond), (time.Since(since) - attached).Round(time.Millisecond))
+	}
+}
+
+// A test binary SIGKILLed at random points of its start-up, 20 times in a
+// row; then a normal run passes, and nothing is left.
+func TestSIGKILLDuringStartUp(t *testing.T) {
+	t.Parallel()
+	suite := newSuite(t, "killstart")
+	decoys(t, suite)
+	for range 20 {
+		p := start(t, "hold", suite, grace...)
+		time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond)
+		p.kill()
+	}
+	began := time.Now()
+	p := start(t, "hold", suite, grace...)
+	p.waitFor(t, "READY", 2*time.Minute)
+	p.finish(t)
+	t.Logf("the run after 20 SIGKILLs was ready in %s", time.Since(began).Round(time.Millisecond))
+	waitGone(t, suite, 30*time.Second)
+}
+
+// The reaper SIGKILLed: the suite's pod outlives its processes, and the
+// next run sweeps it before it makes its own.
+func TestReaperKilledNextRunSweeps(t *testing.T) {
+	t.Parallel()
+	suite := newSuite(t, "reaper")
+	decoys(t, suite)
+	p := start(t, "hold", suite, grace...)
+	pod := strings.Fields(p.waitFor(t, "READY", 2*time.Minute))[1]
+	uri := connect(t).Endpoint().URI
+	st := cleanroom.Leases(uri, pod)
+	if st.ReaperPID == 0 {
+		t.Fatalf("no reaper watches %s: %+v", pod, st)
+	}
+	if err := syscall.Kill(st.ReaperPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	c := connect(t)
+	before, err := c.InspectPod(context.Background(), pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.finish(t)
+	time.Sleep(3 * time.Second) // past the grace period: no reaper acts
+	if _, err := c.InspectPod(context.Background(), pod); err != nil {
+		t.Fatalf("with its reaper killed, the pod went anyway: %v", err)
+	}
+	next := start(t, "hold", suite, grace...)
+	next.waitFor(t, "READY", 2*time.Minute)
+	after, err := c.InspectPod(context.Background(), pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.ID == before.ID {
+		t.Errorf("the next run adopted the stale pod %s instead of sweeping it", pod)
+	}
+	next.finish(t)
+	waitGone(t, suite, 20*time.Second)
+}
+
+// keep-warm, then `cleanroom gc --all` (of the scenario's suite only: the
+// machine may hold other suites, kept warm), then a plain run: the plain run's
+// pod goes after its own grace period (the keep-warm run's reaper ended
+// with the pod gc removed). And keep-warm, then a plain run without gc:
+// the plain run's settings replace the kept-warm ones.
+func TestKeepWarmThenGCThenPlainRun(t *testing.T) {
+	t.Parallel()
+	cli := buildCLI(t)
+	for _, withGC := range []bool{true, false} {
+		suite := newSuite(t, fmt.Sprintf("warmgc%v", withGC))
+		decoys(t, suite)
+		warm := start(t, "hold", suite, "CLEANROOM_KEEP_WARM=900", "CLEANROOM_GRACE_PERIOD=1", "CLEANROOM_SNAPSHOTS=false")
+		pod := strings.Fields(warm.waitFor(t, "READY", 2*time.Minute))[1]
+		warm.finish(t)
+		time.Sleep(2 * time.Second)
+		if _, err := connect(t).InspectPod(context.Background(), pod); err != nil {
+			t.Fatalf("the kept-warm pod is gone: %v", err)
+		}
+		if withGC {
+			out, err := exec.Command(cli, "gc", "--all", "--suite", suite).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "removed pod "+pod) || !strings.Contains(string(out), "ended its reaper") {
+				t.Fatalf("cleanroom gc --all: %v\n%s", err, out)
+			}
+		}
+		plain := start(t, "hold", suite, "CLEANROOM_GRACE_PERIOD=2", "CLEANROOM_SNAPSHOTS=false")
+		plain.waitFor(t, "READY", 2*time.Minute)
+		plain.finish(t)
+		// Grace 2 s, and the reaper looks at least every second.
+		waitGone(t, suite, 10*time.Second)
+	}
+}
+
+func buildCLI(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "cleanroom")
+	if out, err := exec.Command("go", "build", "-o", path, "../../cmd/cleanroom").CombinedOutput(); err != nil {
+		t.Fatalf("build the CLI: %v\n%s", err, out)
+	}
+	return path
+}
+
+// An unusable lease directory (another owner, a wrong mode, a symbolic
+// link): each process keeps a pod of its own, says why on stderr, passes,
+// and leaves nothing.
+func TestUnusableLeaseDirectory(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		prepare func(t *testing.T, dir string)
+	}{
+		{"symlink", func(t *testing.T, dir string) {
+			if err := os.Symlink(t.TempDir(), dir); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"mode", func(t *testing.T, dir string) {
+			if err := os.Mkdir(dir, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, 0o777); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"owner", func(t *testing.T, dir string) {
+			if os.Getuid() != 0 {
+				t.Skip("making a directory of another user needs root")
+			}
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(dir, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt := t.TempDir()
+			tc.prepare(t, filepath.Join(rt, "cleanroom"))
+			suite := newSuite(t, "lease"+tc.name)
+			decoys(t, suite)
+			var procs []*proc
+			pods := map[string]bool{}
+			for range 2 {
+				p := start(t, "hold", suite, "XDG_RUNTIME_DIR="+rt, "CLEANROOM_SNAPSHOTS=false")
+				pods[strings.Fields(p.waitFor(t, "READY", 2*time.Minute))[1]] = true
+				procs = append(procs, p)
+			}
+			if len(pods) != 2 {
+				t.Errorf("two processes without a lease shared pod %v", pods)
+			}
+			for _, p := range procs {
+				p.finish(t)
+				if out := p.output(); !strings.Contains(out, "cannot share the suite's pod") {
+					t.Errorf("the process did not say why it keeps a pod of its own:\n%s", out)
+				}
+			}
+			waitGone(t, suite, 10*time.Second)
+		})
+	}
+}
+
+// Cancelled and expired contexts passed to every public call of the
+// library that takes one: each returns the context's error, at once, and
+// nothing is left.
+func TestDoneContextsEverywhere(t *testing.T) {
+	t.Parallel()
+	suite := newSuite(t, "ctx")
+	decoys(t, suite)
+	cfg, err := cleanroom.LoadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Suite, cfg.GracePeriod, cfg.DisableSnapshots = suite, time.Second, true
+	live := context.Background()
+	env, err := cleanroom.New(live, cfg, cleanroom.Postgres(), cleanroom.Redis())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg, err := env.Get(live, "postgres") // something to reuse
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := env.Get(live, "redis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := isolation.Open(live, pg.Postgres().URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	cancelled, cancel := context.WithCancel(live)
+	cancel()
+	expired, cancel2 := context.WithDeadline(live, time.Now().Add(-time.Second))
+	defer cancel2()
+	for name, ctx := range map[string]context.Context{"cancelled": cancelled, "expired": expired} {
+		want := ctx.Err()
+		calls := map[string]func() error{
+			"New": func() error { _, err := cleanroom.New(ctx, cfg, cleanroom.Postgres()); return err },
+			"Get": func() error { _, err := env.Get(ctx, "postgres"); return err },
+			"GetOrCreate": func() error {
+				_, err := env.GetOrCreate(ctx, "extra", func() cleanroom.Service {
+					return cleanroom.Generic("extra", busyboxImage, cleanroom.Cmd("sleep", "60"))
+				})
+				return err
+			},
+			"Reset":    func() error { return env.Reset(ctx, "postgres") },
+			"KubeYAML": func() error { _, err := env.KubeYAML(ctx); return err },
+			"Connect":  func() error { _, err := podman.Connect(ctx, podman.Options{}); return err },
+			"PullWithProgress": func() error {
+				return cleanroom.PullWithProgress(ctx, connect(t), "127.0.0.1:5000/cleanroom/none:1", cleanroom.PullOptions{})
+			},
+			"isolation.Open": func() error { _, err := isolation.Open(ctx, pg.Postgres().URL()); return err },
+			"Server.CreateDatabase": func() error {
+				_, err := server.CreateDatabase(ctx, "TestCtx", isolation.MigrateFunc("ctx-1", func(context.Context, *sql.DB) error { return nil }))
+				return err
+			},
+			"Server.CreateSchema": func() error {
+				_, err := server.CreateSchema(ctx, "TestCtx", isolation.MigrateFunc("ctx-1", func(context.Context, *sql.DB) error { return nil }))
+				return err
+			},
+			"isolation.LeaseDB": func() error {
+				_, err := isolation.LeaseDB(ctx, rd.Redis().Options(), "TestCtx")
+				return err
+			},
+			"isolation.FlushUnleased": func() error { return isolation.FlushUnleased(ctx, rd.Redis().Options()) },
+			"healthcheck.Wait": func() error {
+				return healthcheck.Wait(ctx, healthcheck.TCP(pg.Addr(5432)), healthcheck.Options{})
+			},
+		}
+		for call, f := range calls {
+			began := time.Now()
+			err := f()
+			if !errors.Is(err, want) {
+				t.Errorf("%s with a %s context: %v, want %v", call, name, err, want)
+			}
+			if took := time.Since(began); took > 2*time.Second {
+				t.Errorf("%s with a %s context took %s", call, name, took)
+			}
+		}
+	}
+	// The shared container was never condemned by them.
+	again, err := env.Get(live, "postgres")
+	if err != nil || again.ID != pg.ID {
+		t.Errorf("after the done contexts: %v, container %v (was %s)", err, again, pg.ID)
+	}
+	// Close with a done context still gives the lease back: the reaper
+	// removes what is left after the grace period.
+	_ = env.Close(cancelled)
+	waitGone(t, suite, 20*time.Second)
+}
+
+// removeSnapshots removes the snapshot images of suite.
+func removeSnapshots(t *testing.T, suite string) {
+	c := connect(t)
+	imgs, err := c.ListImages(context.Background(), map[string]string{cleanroom.LabelSuite: suite, cleanroom.LabelSnapshot: ""})
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	for _, img := range imgs {
+		_ = c.RemoveImage(context.Background(), img.ID)
+	}
+}
