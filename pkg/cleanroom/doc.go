@@ -39,17 +39,22 @@
 //
 // Before a container is reused, its health probe runs (Postgres SELECT 1,
 // Redis PING, TCP, or your own) unless the last good probe is younger than
-// container_health_check_interval. An unhealthy or vanished container is
-// replaced, and the replacement is logged. A container older than
-// max_container_reuse_time is replaced at the next attach at which no test
-// of this process is using it. Start-up (pull, create, start, ready) is
-// bounded by container_startup_timeout; on timeout the error carries the
-// container's last 50 log lines.
+// container_health_check_interval. The probe runs on a context of its own
+// and holds no lock: a caller whose context is done gets its own error and
+// never condemns the container. A failed probe of a running container is
+// tried once more; a container that fails twice, stopped or vanished is
+// replaced, and the replacement is printed on stderr. A container older
+// than max_container_reuse_time is replaced at the next attach at which no
+// test of this process is using it, also when adopted. Start-up (pull,
+// create, start, ready) is bounded by container_startup_timeout; its error
+// says whether the container stopped or timed out (it wraps
+// context.DeadlineExceeded then) and carries its last 50 log lines.
 //
 // With enable_singleton_containers = false every PostgresFor/RedisFor/
 // ContainerFor call gets a pod of its own, removed when the test ends; the
-// same happens, with a logged warning, when a shared container cannot be
-// created.
+// same happens when a shared container cannot be created, said on stderr,
+// until a test tries the shared container again (after 10 s, then twice as
+// long each time, up to 2 min).
 //
 // # Configuration
 //
@@ -67,12 +72,17 @@
 // creates it, and every other process adopts it. Each process holds a flock(2) lease while
 // it runs; a reaper (the test binary re-executed, in a session of its own)
 // removes the pod once no lease has been held for the grace period, or the
-// keep-warm window. Close (called by Main after the tests, and on SIGINT or
-// SIGTERM) removes the pods only this process used and gives its lease back.
-// Because the kernel drops a dead process's lock, SIGKILL, panics and
-// -timeout end the same way; every container also carries a run-time limit
-// enforced by Podman's conmon (twice max_container_reuse_time plus the
-// start-up timeout) for when even the reaper is killed. Every object carries
+// keep-warm window of the newest process, and ends when the pod is gone.
+// Close (called by Main after the tests, and on SIGINT or SIGTERM; a second
+// signal exits at once) removes the pods only this process used and gives
+// its lease back. Because the kernel drops a dead process's lock, SIGKILL,
+// panics and -timeout end the same way; every service container also
+// carries a run-time limit enforced by Podman's conmon (twice
+// max_container_reuse_time plus the start-up timeout) for when even the
+// reaper is killed, and the pod's infra container stops with the last of
+// them (exit policy stop). Where no lease can be taken (the lease directory
+// is not this user's, mode 0700, or is a link; no flock on the platform),
+// a process keeps a pod of its own and says so on stderr. Every object carries
 // the io.cleanroom.managed label; `make clean` and the cleanroom CLI never
 // touch anything without it.
 package cleanroom

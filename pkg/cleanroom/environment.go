@@ -333,9 +333,10 @@ func (e *Environment) Suite() string { return e.suite }
 // Close removes the pods only this process used (per-test pods, late
 // services), gives back its lease on the suite pod — the suite's reaper
 // removes that once no process holds it for the grace period — and closes
-// the engine connection. Where leases are unavailable, it removes the
-// suite pod too. Every failure is reported (aggregated); calling Close
-// again returns the same result.
+// the engine connection. Where leases are unavailable, the process kept a
+// suite pod of its own, and Close removes it. A snapshot being saved is
+// waited for while ctx allows, then cancelled. Every failure is reported
+// (aggregated); calling Close again returns the same result.
 func (e *Environment) Close(ctx context.Context) error {
 	e.closeOnce.Do(func() {
 		e.mu.Lock()

@@ -25,16 +25,22 @@
 //     whose search_path is that schema. Isolates all unqualified names;
 //     costs a migration run per test.
 //   - NewDatabase: a clone of a template database the migrations built once
-//     (once across all test processes: a Postgres advisory lock guards the
-//     build, and the template is marked finished only as its last step).
+//     (once across all test processes: a Postgres advisory lock, taken in
+//     the postgres database, guards the build, and the template is marked
+//     finished only as its last step; CLEANROOM_REBUILD=1 rebuilds it once
+//     per run).
 //     Isolates everything but roles and server settings; costs one CREATE
 //     DATABASE … TEMPLATE.
 //   - Truncate: empties every table between tests of a shared database.
 //   - RedisDB: a logical database leased through the server itself, so
-//     parallel test processes never share one; flushed when given back.
+//     parallel test processes never share one; flushed when given back. A
+//     lease lost (not renewed within CLEANROOM_REDIS_LEASE_TTL, 30 s) fails
+//     the test that held it.
 //     RedisPrefix is the key-prefix mode for servers without logical
 //     databases; FlushDB empties one database.
 //
-// A database or schema of a failed test is kept and its URL logged, so that
-// you can look at what the test left; passing tests leave nothing.
+// A database or schema of a failed test is kept, and the log names the file
+// (mode 0600, in the user's cache directory) that holds its URL, so that you
+// can look at what the test left without the password in the test log;
+// passing tests leave nothing.
 package isolation
