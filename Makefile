@@ -20,7 +20,7 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v -e /integration -e /examples/shop)
 INTEGRATION_PKGS = $$($(GO) list ./integration/... | grep -v /integration/faults) ./examples/shop/...
 TEST_FLAGS ?= -race -count=1
 
-.PHONY: help setup images setup-again registry test test-steps demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless remote podman5 official-images faults
+.PHONY: help setup images setup-again registry test test-steps demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless remote podman5 official-images faults go124
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,7 +45,7 @@ bench: images ## the benchmarks: warm attach (cached, probed), cold start, per-t
 test: ## all checks and tests, as CI runs them
 	@scripts/one-at-a-time.sh /tmp/cleanroom-make-test-$$(id -u).lock $(MAKE) --no-print-directory test-steps
 
-test-steps: images setup-again fmt-check vet build-guard unit integration faults official-images check-leaks rootless remote podman5
+test-steps: images setup-again fmt-check vet build-guard unit go124 integration faults official-images check-leaks rootless remote podman5
 	@echo "make test: all green"
 
 # Run right after a set-up: a second one must find everything in place,
@@ -69,6 +69,12 @@ build-guard: ## CGO_ENABLED=0 build without tags; no gpgme or btrfs in the depen
 
 unit:
 	$(GO) test $(TEST_FLAGS) $(UNIT_PKGS)
+
+# Users on Go 1.24 (RHEL and Fedora ship it) can import the library: the
+# unit tests once more with that toolchain, from the Go module proxy.
+GO124 ?= go1.24.11
+go124: ## the unit tests again with Go 1.24 (the oldest Go the module supports)
+	GOTOOLCHAIN=$(GO124) $(GO) test -count=1 ./pkg/... ./internal/...
 
 integration: images registry
 	$(GO) test $(TEST_FLAGS) $(INTEGRATION_PKGS)
