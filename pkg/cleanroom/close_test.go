@@ -3,6 +3,7 @@ package cleanroom
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,7 +70,6 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	f := newFakeEngine()
 	code, out, sigs := stubMain(t, f)
 	stuck := make(chan struct{})
-	defer close(stuck)
 	f.removePodErr = func(string) error { <-stuck; return nil } // a clean-up that hangs
 	m := &fakeM{body: func() {
 		tb := &fakeTB{name: "TestX"}
@@ -86,12 +86,17 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		if !strings.Contains(out.String(), "again: exiting without waiting for the clean-up") {
 			t.Errorf("output %q", out.String())
 		}
-		f.removePodErr = nil
 	}}
-	go Run(m, Config{}, Generic("web", "example.com/web:1"))
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		Run(m, Config{}, Generic("web", "example.com/web:1"))
+	}()
 	for i := 0; i < 5000 && code() == -1; i++ {
 		time.Sleep(time.Millisecond)
 	}
+	close(stuck) // the hung clean-up ends, and with it Run
+	<-ran
 }
 
 // A start-up failure keeps its cause: a timeout is context.DeadlineExceeded,
@@ -156,4 +161,11 @@ func TestSecretFileIsWholeOrAbsent(t *testing.T) {
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("secret file: %v, mode %v", err, fi.Mode().Perm())
 	}
+}
+
+// Notices go to stderr; the tests that look at them capture it, and the
+// others' stay out of go test's output.
+func TestMain(m *testing.M) {
+	stderr = io.Discard
+	os.Exit(m.Run())
 }
