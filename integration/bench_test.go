@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 )
 
@@ -118,7 +119,7 @@ func BenchmarkColdStartFromSnapshot(b *testing.B) {
 	b.StopTimer()
 	run(false) // makes the snapshot
 	defer func() {
-		imgs, _ := pc.ListImages(ctx, map[string]string{cleanroom.LabelSuite: suite})
+		imgs, _ := pc.ListImages(ctx, map[string]string{labels.Suite: suite})
 		for _, img := range imgs {
 			_ = pc.RemoveImage(ctx, img.ID)
 		}

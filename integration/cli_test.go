@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -139,7 +140,7 @@ func TestPSShowsSuitesAndLeases(t *testing.T) {
 			t.Errorf("ps row of %s does not say %q:\n%s", c.PodName, want, out)
 		}
 	}
-	if out, _ := runCLI(t, nil, "version"); !strings.HasPrefix(out, "cleanroom "+cleanroom.Version) {
+	if out, _ := runCLI(t, nil, "version"); !strings.HasPrefix(out, "cleanroom "+labels.LibraryVersion) {
 		t.Errorf("version: %s", out)
 	}
 }
@@ -153,9 +154,9 @@ func TestGCRemovesStaleOnlyAndNeverUnlabelled(t *testing.T) {
 	// A suite pod nobody holds (its suite has no lease files here), a
 	// per-test pod of a process that is gone, and one made on another host.
 	for _, spec := range []podman.PodSpec{
-		{Name: "cleanroom-gone", Labels: map[string]string{cleanroom.LabelSuite: "gone", cleanroom.LabelRole: "suite", cleanroom.LabelHost: me}},
-		{Name: "cleanroom-gone-dead0001-t1", Labels: map[string]string{cleanroom.LabelSuite: "gone", cleanroom.LabelRole: "per-test", cleanroom.LabelRun: "dead0001", cleanroom.LabelHost: me}},
-		{Name: "cleanroom-elsewhere", Labels: map[string]string{cleanroom.LabelSuite: "elsewhere", cleanroom.LabelRole: "suite", cleanroom.LabelHost: "another-host"}},
+		{Name: "cleanroom-gone", Labels: map[string]string{labels.Suite: "gone", labels.Role: "suite", labels.Host: me}},
+		{Name: "cleanroom-gone-dead0001-t1", Labels: map[string]string{labels.Suite: "gone", labels.Role: "per-test", labels.Run: "dead0001", labels.Host: me}},
+		{Name: "cleanroom-elsewhere", Labels: map[string]string{labels.Suite: "elsewhere", labels.Role: "suite", labels.Host: "another-host"}},
 	} {
 		if _, err := c.CreatePod(ctx, spec); err != nil {
 			t.Fatal(err)
@@ -193,7 +194,7 @@ func TestGCRemovesStaleOnlyAndNeverUnlabelled(t *testing.T) {
 
 	// gc --snapshots removes snapshot images, and no other image.
 	if _, err := c.Commit(ctx, "decoy-container", "localhost/cleanroom-snapshot/gone-web:1", []string{
-		"LABEL " + podman.LabelManaged + "=true", "LABEL " + cleanroom.LabelSnapshot + "=1",
+		"LABEL " + podman.LabelManaged + "=true", "LABEL " + labels.Snapshot + "=1",
 	}); err != nil {
 		t.Fatal(err)
 	}

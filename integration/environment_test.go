@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
@@ -74,7 +75,7 @@ func newEnv(t *testing.T, cfg cleanroom.Config, services ...cleanroom.Service) (
 func assertNothingLeft(t *testing.T, suite string) {
 	t.Helper()
 	c := connect(t)
-	labels := map[string]string{cleanroom.LabelSuite: suite}
+	labels := map[string]string{labels.Suite: suite}
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		pods, err := c.ListPods(context.Background(), labels)
 		cts, err2 := c.ListContainers(context.Background(), labels)
@@ -90,13 +91,13 @@ func assertNothingLeft(t *testing.T, suite string) {
 // suiteContainers lists the service containers of a suite on the engine.
 func suiteContainers(t *testing.T, suite string) []podman.ContainerSummary {
 	t.Helper()
-	cts, err := connect(t).ListContainers(context.Background(), map[string]string{cleanroom.LabelSuite: suite})
+	cts, err := connect(t).ListContainers(context.Background(), map[string]string{labels.Suite: suite})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []podman.ContainerSummary
 	for _, ct := range cts {
-		if !ct.IsInfra && ct.Labels[cleanroom.LabelRole] != "snapshot-builder" {
+		if !ct.IsInfra && ct.Labels[labels.Role] != "snapshot-builder" {
 			out = append(out, ct)
 		}
 	}

@@ -9,19 +9,20 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 )
 
 // snapshots lists the snapshot images of a suite by key.
 func snapshots(t *testing.T, suite string) map[string]string {
 	t.Helper()
-	imgs, err := connect(t).ListImages(context.Background(), map[string]string{cleanroom.LabelSuite: suite, cleanroom.LabelSnapshot: ""})
+	imgs, err := connect(t).ListImages(context.Background(), map[string]string{labels.Suite: suite, labels.Snapshot: ""})
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]string{}
 	for _, img := range imgs {
-		out[img.Labels[cleanroom.LabelSnapshot]] = img.ID
+		out[img.Labels[labels.Snapshot]] = img.ID
 	}
 	return out
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/containers/common/pkg/config"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -123,7 +124,7 @@ func doctor(ctx context.Context, uri string, out io.Writer) int {
 // that the engine's OCI runtime works on this host.
 func trialPod(ctx context.Context, c *podman.Client) error {
 	name := fmt.Sprintf("cleanroom-doctor-%d", os.Getpid())
-	if _, err := c.CreatePod(ctx, podman.PodSpec{Name: name, Labels: map[string]string{cleanroom.LabelRole: "doctor"}}); err != nil {
+	if _, err := c.CreatePod(ctx, podman.PodSpec{Name: name, Labels: map[string]string{labels.Role: "doctor"}}); err != nil {
 		return err
 	}
 	defer func() { _ = c.RemovePod(context.WithoutCancel(ctx), name) }()

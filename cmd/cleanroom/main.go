@@ -32,6 +32,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/term"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -96,7 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	suite := fs.String("suite", "", "only the objects of this suite (label io.cleanroom.suite)")
 	switch cmd {
 	case "version":
-		fmt.Fprintf(stdout, "cleanroom %s (%s, %s, %s/%s)\n", cleanroom.Version, buildRevision(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		fmt.Fprintf(stdout, "cleanroom %s (%s, %s, %s/%s)\n", labels.LibraryVersion, buildRevision(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -175,7 +176,7 @@ func ps(ctx context.Context, c *podman.Client, out io.Writer) error {
 		var services []string
 		for _, ct := range cts {
 			if ct.Pod == p.ID && !ct.IsInfra {
-				name := ct.Labels[cleanroom.LabelService]
+				name := ct.Labels[labels.Service]
 				if name == "" {
 					name = strings.Join(ct.Names, ",")
 				}
@@ -194,7 +195,7 @@ func ps(ctx context.Context, c *podman.Client, out io.Writer) error {
 				ports = strings.Join(ps, " ")
 			}
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(p.Labels[cleanroom.LabelSuite]), p.Name, orDash(p.Labels[cleanroom.LabelRole]),
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(p.Labels[labels.Suite]), p.Name, orDash(p.Labels[labels.Role]),
 			orDash(strings.Join(services, " ")), age(p.Created), leases(c.Endpoint().URI, p), ports)
 	}
 	if len(pods) == 0 {
@@ -220,14 +221,14 @@ func age(t time.Time) string {
 // leases describes who holds a pod: live test processes, the reaper, or
 // an idle time.
 func leases(uri string, p podman.PodSummary) string {
-	if h := p.Labels[cleanroom.LabelHost]; h != "" {
+	if h := p.Labels[labels.Host]; h != "" {
 		if me, _ := os.Hostname(); h != me {
 			return "on " + h
 		}
 	}
-	if p.Labels[cleanroom.LabelRole] != "suite" {
-		st := cleanroom.Leases(uri, "cleanroom-"+p.Labels[cleanroom.LabelSuite])
-		if slices.Contains(st.Live, p.Labels[cleanroom.LabelRun]) {
+	if p.Labels[labels.Role] != "suite" {
+		st := cleanroom.Leases(uri, "cleanroom-"+p.Labels[labels.Suite])
+		if slices.Contains(st.Live, p.Labels[labels.Run]) {
 			return "its process"
 		}
 		return "none (stale)"
@@ -260,12 +261,12 @@ func gc(ctx context.Context, c *podman.Client, all, dry bool, suite string, out 
 	if dry {
 		verb = "would remove"
 	}
-	labels := map[string]string{podman.LabelManaged: "true"}
+	filter := map[string]string{podman.LabelManaged: "true"}
 	if suite != "" {
-		labels[cleanroom.LabelSuite] = suite
+		filter[labels.Suite] = suite
 	}
 	var result *multierror.Error
-	pods, err := c.ListPods(ctx, labels)
+	pods, err := c.ListPods(ctx, filter)
 	if err != nil {
 		return err
 	}
@@ -287,7 +288,7 @@ func gc(ctx context.Context, c *podman.Client, all, dry bool, suite string, out 
 			}
 		}
 		fmt.Fprintf(out, "%s pod %s (%d containers; %s)\n", verb, p.Name, len(p.Containers), why)
-		if !dry && p.Labels[cleanroom.LabelRole] == "suite" {
+		if !dry && p.Labels[labels.Role] == "suite" {
 			// Its reaper has nothing left to watch: it ends (unless test
 			// processes still hold the suite), and a later run starts one
 			// with its own settings.
@@ -302,7 +303,7 @@ func gc(ctx context.Context, c *podman.Client, all, dry bool, suite string, out 
 	if !all {
 		return result.ErrorOrNil()
 	}
-	cts, err := c.ListContainers(ctx, labels)
+	cts, err := c.ListContainers(ctx, filter)
 	if err != nil {
 		return multierror.Append(result, err).ErrorOrNil()
 	}
@@ -323,7 +324,7 @@ func gc(ctx context.Context, c *podman.Client, all, dry bool, suite string, out 
 
 // gcSnapshots removes every snapshot image (label io.cleanroom.snapshot).
 func gcSnapshots(ctx context.Context, c *podman.Client, dry bool, out io.Writer) error {
-	imgs, err := c.ListImages(ctx, map[string]string{podman.LabelManaged: "true", cleanroom.LabelSnapshot: ""})
+	imgs, err := c.ListImages(ctx, map[string]string{podman.LabelManaged: "true", labels.Snapshot: ""})
 	if err != nil {
 		return err
 	}
@@ -397,7 +398,7 @@ func kube(ctx context.Context, c *podman.Client, args []string, out io.Writer) e
 	case 1:
 		pod = args[0]
 	case 0:
-		pods, err := c.ListPods(ctx, map[string]string{podman.LabelManaged: "true", cleanroom.LabelRole: "suite"})
+		pods, err := c.ListPods(ctx, map[string]string{podman.LabelManaged: "true", labels.Role: "suite"})
 		if err != nil {
 			return err
 		}

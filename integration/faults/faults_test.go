@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
@@ -153,7 +154,7 @@ func TestPostgresKilledMidSuite(t *testing.T) {
 	}
 	time.Sleep(5 * time.Second)
 	c := connect(t)
-	cts, err := c.ListContainers(context.Background(), map[string]string{cleanroom.LabelSuite: suite, cleanroom.LabelService: "postgres", cleanroom.LabelRole: "service"})
+	cts, err := c.ListContainers(context.Background(), map[string]string{labels.Suite: suite, labels.Service: "postgres", labels.Role: "service"})
 	if err != nil || len(cts) != 1 {
 		t.Fatalf("the suite's Postgres container: %v, %v", cts, err)
 	}
@@ -493,7 +494,7 @@ func TestDoneContextsEverywhere(t *testing.T) {
 // removeSnapshots removes the snapshot images of suite.
 func removeSnapshots(t *testing.T, suite string) {
 	c := connect(t)
-	imgs, err := c.ListImages(context.Background(), map[string]string{cleanroom.LabelSuite: suite, cleanroom.LabelSnapshot: ""})
+	imgs, err := c.ListImages(context.Background(), map[string]string{labels.Suite: suite, labels.Snapshot: ""})
 	if err != nil {
 		t.Error(err)
 		return

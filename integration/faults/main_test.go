@@ -24,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
@@ -68,8 +68,8 @@ func decoys(t *testing.T, suite string) {
 	t.Helper()
 	pod := "cleanroom-" + suite + "-dec0y000-t1"
 	ctr := "cleanroom-" + suite + "-postgres-dec0y"
-	labels := []string{"--label", cleanroom.LabelSuite + "=" + suite, "--label", cleanroom.LabelRun + "=dec0y000",
-		"--label", cleanroom.LabelRole + "=per-test", "--label", cleanroom.LabelService + "=postgres"}
+	labels := []string{"--label", labels.Suite + "=" + suite, "--label", labels.Run + "=dec0y000",
+		"--label", labels.Role + "=per-test", "--label", labels.Service + "=postgres"}
 	for _, args := range [][]string{
 		append([]string{"pod", "create", "--name", pod}, labels...),
 		append(append([]string{"create", "--name", ctr}, labels...), busyboxImage, "true"),
@@ -97,7 +97,7 @@ func decoys(t *testing.T, suite string) {
 func waitGone(t *testing.T, suite string, limit time.Duration) {
 	t.Helper()
 	c := connect(t)
-	labels := map[string]string{cleanroom.LabelSuite: suite, podman.LabelManaged: "true"}
+	labels := map[string]string{labels.Suite: suite, podman.LabelManaged: "true"}
 	var pods []podman.PodSummary
 	var cts []podman.ContainerSummary
 	for deadline := time.Now().Add(limit); ; time.Sleep(100 * time.Millisecond) {
@@ -253,9 +253,9 @@ func creations(t *testing.T, c *podman.Client, suite string, since time.Time) ma
 		switch {
 		case e.Type == "pod" && strings.HasPrefix(e.Name(), "cleanroom-"+suite) && !strings.Contains(e.Name(), "-snap-"):
 			out["pod"]++
-		case e.Type == "container" && e.Actor.Attributes[cleanroom.LabelSuite] == suite && e.Actor.Attributes[cleanroom.LabelService] != "" &&
-			e.Actor.Attributes[cleanroom.LabelRole] != "snapshot-builder":
-			out["container "+e.Actor.Attributes[cleanroom.LabelService]]++
+		case e.Type == "container" && e.Actor.Attributes[labels.Suite] == suite && e.Actor.Attributes[labels.Service] != "" &&
+			e.Actor.Attributes[labels.Role] != "snapshot-builder":
+			out["container "+e.Actor.Attributes[labels.Service]]++
 		}
 	}
 	return out

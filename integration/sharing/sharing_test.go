@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -102,9 +103,9 @@ func creations(t *testing.T, c *podman.Client, suite string, since time.Time) ma
 		switch {
 		case e.Type == "pod" && strings.HasPrefix(e.Name(), "cleanroom-"+suite) && !strings.Contains(e.Name(), "-snap-"):
 			out["pod "+e.Name()]++
-		case e.Type == "container" && e.Actor.Attributes[cleanroom.LabelSuite] == suite && e.Actor.Attributes[cleanroom.LabelService] != "" &&
-			e.Actor.Attributes[cleanroom.LabelRole] != "snapshot-builder":
-			out["container "+e.Actor.Attributes[cleanroom.LabelService]]++
+		case e.Type == "container" && e.Actor.Attributes[labels.Suite] == suite && e.Actor.Attributes[labels.Service] != "" &&
+			e.Actor.Attributes[labels.Role] != "snapshot-builder":
+			out["container "+e.Actor.Attributes[labels.Service]]++
 		}
 	}
 	return out
@@ -114,7 +115,7 @@ func creations(t *testing.T, c *podman.Client, suite string, since time.Time) ma
 // limit.
 func waitGone(t *testing.T, c *podman.Client, suite string, limit time.Duration) {
 	t.Helper()
-	labels := map[string]string{cleanroom.LabelSuite: suite}
+	labels := map[string]string{labels.Suite: suite}
 	var pods []podman.PodSummary
 	var cts []podman.ContainerSummary
 	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -235,7 +236,7 @@ func TestSIGKILLedTestProcessLeavesNothing(t *testing.T) {
 		case <-time.After(2 * time.Minute):
 			t.Fatalf("run %d: the victim never got ready", i)
 		}
-		if pods, _ := c.ListPods(context.Background(), map[string]string{cleanroom.LabelSuite: suite, cleanroom.LabelRole: "suite"}); len(pods) != 1 {
+		if pods, _ := c.ListPods(context.Background(), map[string]string{labels.Suite: suite, labels.Role: "suite"}); len(pods) != 1 {
 			t.Fatalf("run %d: %d pods while the victim runs, want 1", i, len(pods))
 		}
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -268,7 +269,7 @@ func TestKeepWarmSecondRunCreatesNothing(t *testing.T) {
 	})
 	goTest(t, env)
 	time.Sleep(2 * time.Second) // past the grace period: only keep-warm holds the pod now
-	if pods, _ := c.ListPods(context.Background(), map[string]string{cleanroom.LabelSuite: suite, cleanroom.LabelRole: "suite"}); len(pods) != 1 {
+	if pods, _ := c.ListPods(context.Background(), map[string]string{labels.Suite: suite, labels.Role: "suite"}); len(pods) != 1 {
 		t.Fatalf("%d pods kept warm, want 1", len(pods))
 	}
 	since := time.Now()

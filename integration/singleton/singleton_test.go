@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -84,7 +85,7 @@ func TestFiftyParallelTestsShareOneContainerPerService(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	cts, err := c.ListContainers(context.Background(), map[string]string{cleanroom.LabelSuite: env.Suite()})
+	cts, err := c.ListContainers(context.Background(), map[string]string{labels.Suite: env.Suite()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,10 +94,10 @@ func TestFiftyParallelTestsShareOneContainerPerService(t *testing.T) {
 	for _, ct := range cts {
 		// A snapshot builder saves the start-up state for later runs in a
 		// pod of its own, whose infra container carries the suite label too.
-		if ct.IsInfra || ct.Labels[cleanroom.LabelRole] == "snapshot-builder" {
+		if ct.IsInfra || ct.Labels[labels.Role] == "snapshot-builder" {
 			continue
 		}
-		services[ct.Labels[cleanroom.LabelService]]++
+		services[ct.Labels[labels.Service]]++
 		pods[ct.Pod] = true
 	}
 	if services["postgres"] != 1 || services["redis"] != 1 || len(services) != 2 || len(pods) != 1 {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
@@ -69,19 +70,19 @@ func Stale(engineURI string, p podman.PodSummary, keepWarm time.Duration) (bool,
 	if p.Labels[podman.LabelManaged] != "true" {
 		return false, "not a cleanroom pod"
 	}
-	if h := p.Labels[LabelHost]; h != "" && h != hostname() {
+	if h := p.Labels[labels.Host]; h != "" && h != hostname() {
 		return false, "made on host " + h
 	}
-	if p.Labels[LabelRole] == "own" {
+	if p.Labels[labels.Role] == "own" {
 		if ownPodAlive(p.Labels) {
 			return false, "its test process is running (it holds no lease)"
 		}
 		return true, "its test process is gone"
 	}
-	suitePod := "cleanroom-" + p.Labels[LabelSuite]
+	suitePod := "cleanroom-" + p.Labels[labels.Suite]
 	st := Leases(engineURI, suitePod)
-	if p.Labels[LabelRole] != "suite" {
-		if slices.Contains(st.Live, p.Labels[LabelRun]) {
+	if p.Labels[labels.Role] != "suite" {
+		if slices.Contains(st.Live, p.Labels[labels.Run]) {
 			return false, "its test process is running"
 		}
 		return true, "its test process is gone"

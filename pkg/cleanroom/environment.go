@@ -19,27 +19,8 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
-)
-
-// Version is the library version, written into the io.cleanroom.version
-// label of every object it creates.
-const Version = "0.1.0-dev"
-
-// Labels on the pods and containers an Environment creates, besides
-// podman.LabelManaged. They mirror the registry, so that another process
-// or the cleanroom CLI can find the objects again.
-const (
-	LabelSuite      = "io.cleanroom.suite"       // suite key
-	LabelRun        = "io.cleanroom.run"         // the creating process's run ID
-	LabelPID        = "io.cleanroom.pid"         // the creating process's PID
-	LabelService    = "io.cleanroom.service"     // service name (containers)
-	LabelConfigHash = "io.cleanroom.config-hash" // hash of the service definition (containers) or of the suite
-	LabelCreatedAt  = "io.cleanroom.created-at"  // RFC 3339
-	LabelVersion    = "io.cleanroom.version"     // library version
-	LabelRole       = "io.cleanroom.role"        // pods: "suite", "service", "per-test", "snapshot"; containers: "service", "snapshot-builder"
-	LabelSecret     = "io.cleanroom.secret"      // the services' password (pods)
-	LabelHost       = "io.cleanroom.host"        // host name of the creating process (pods)
 )
 
 // Environment owns a suite's service containers: it starts each declared
@@ -273,11 +254,11 @@ func (e *Environment) Services() []string {
 
 func (e *Environment) labels(extra map[string]string) map[string]string {
 	l := map[string]string{
-		LabelSuite:     e.suite,
-		LabelRun:       e.run,
-		LabelPID:       strconv.Itoa(os.Getpid()),
-		LabelCreatedAt: time.Now().UTC().Format(time.RFC3339),
-		LabelVersion:   Version,
+		labels.Suite:     e.suite,
+		labels.Run:       e.run,
+		labels.PID:       strconv.Itoa(os.Getpid()),
+		labels.CreatedAt: time.Now().UTC().Format(time.RFC3339),
+		labels.Version:   labels.LibraryVersion,
 	}
 	maps.Copy(l, extra)
 	return l

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -336,12 +337,12 @@ func TestLabelsMirrorTheRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, want := range map[string]string{LabelSuite: e.Suite(), LabelService: "web", LabelVersion: Version, LabelRun: e.run} {
+	for k, want := range map[string]string{labels.Suite: e.Suite(), labels.Service: "web", labels.Version: labels.LibraryVersion, labels.Run: e.run} {
 		if spec.Labels[k] != want {
 			t.Errorf("label %s = %q, want %q", k, spec.Labels[k], want)
 		}
 	}
-	for _, k := range []string{LabelConfigHash, LabelCreatedAt, LabelPID} {
+	for _, k := range []string{labels.ConfigHash, labels.CreatedAt, labels.PID} {
 		if spec.Labels[k] == "" {
 			t.Errorf("label %s missing", k)
 		}
@@ -354,7 +355,7 @@ func TestLabelsMirrorTheRegistry(t *testing.T) {
 		t.Errorf("registry %+v, container %+v", reg, c)
 	}
 	pod, _ := f.InspectPod(context.Background(), c.PodID)
-	if pod.Labels[LabelSuite] != e.Suite() || pod.Labels[LabelRole] != "suite" {
+	if pod.Labels[labels.Suite] != e.Suite() || pod.Labels[labels.Role] != "suite" {
 		t.Errorf("pod labels %v", pod.Labels)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
@@ -52,9 +53,9 @@ func KubeYAML(ctx context.Context, eng KubeEngine, pod string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cleanroom: kube YAML of %s: %w", pod, err)
 	}
-	secret := info.Labels[LabelSecret]
-	if h := info.Labels[LabelHost]; secret == "" && (h == "" || h == hostname()) {
-		secret, _ = suiteSecret(info.Labels[LabelSuite]) // derived, as by the pod's creator
+	secret := info.Labels[labels.Secret]
+	if h := info.Labels[labels.Host]; secret == "" && (h == "" || h == hostname()) {
+		secret, _ = suiteSecret(info.Labels[labels.Suite]) // derived, as by the pod's creator
 	}
 	raw, err := eng.GenerateKube(ctx, pod)
 	if err != nil {

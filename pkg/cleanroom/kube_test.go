@@ -9,6 +9,7 @@ import (
 
 	"github.com/containers/podman/v5/libpod/define"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
@@ -66,7 +67,7 @@ func (fakeKube) InspectContainer(_ context.Context, name string) (*podman.Contai
 }
 
 func (fakeKube) InspectPod(context.Context, string) (*podman.PodInfo, error) {
-	return &podman.PodInfo{Name: "cleanroom-shop", Labels: map[string]string{LabelSecret: "0123456789abcdef0123456789abcdef"}}, nil
+	return &podman.PodInfo{Name: "cleanroom-shop", Labels: map[string]string{labels.Secret: "0123456789abcdef0123456789abcdef"}}, nil
 }
 
 func TestKubeYAMLMovesTheSecretAndTmpfs(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
@@ -109,7 +110,7 @@ func (e *Environment) createOrAdoptPod(ctx context.Context, name string, ports [
 	for attempt := 0; ; attempt++ {
 		info, err := e.eng.InspectPod(ctx, name)
 		if err == nil {
-			if info.Labels[podman.LabelManaged] != "true" || info.Labels[LabelSuite] != e.suite {
+			if info.Labels[podman.LabelManaged] != "true" || info.Labels[labels.Suite] != e.suite {
 				return nil, fmt.Errorf("a pod named %s exists but is not this suite's (labels %v); remove it (podman pod rm -f %s) or choose another suite name", name, info.Labels, name)
 			}
 			p, err := e.podFromInfo(info)
@@ -139,13 +140,13 @@ func (e *Environment) createOrAdoptPod(ctx context.Context, name string, ports [
 		if !errors.Is(err, podman.ErrNotFound) {
 			return nil, err
 		}
-		labels := map[string]string{LabelRole: role, LabelHost: hostname()}
+		lbl := map[string]string{labels.Role: role, labels.Host: hostname()}
 		if !e.secretDerived {
 			// Random for this process (no per-user secret to derive it
 			// from): adopters can learn it only here.
-			labels[LabelSecret] = e.secret
+			lbl[labels.Secret] = e.secret
 		}
-		spec := podman.PodSpec{Name: name, Labels: e.labels(labels),
+		spec := podman.PodSpec{Name: name, Labels: e.labels(lbl),
 			// The backstop if every process of ours dies: conmon ends each
 			// service container at its run-time limit, and the infra
 			// container (which holds the ports) stops with the last of them.
@@ -217,7 +218,7 @@ func hostname() string {
 // address on a remote one (ssh://, tcp://) unless the ports are bound to a
 // specific address.
 func (e *Environment) podFromInfo(info *podman.PodInfo) (*pod, error) {
-	p := &pod{name: info.Name, id: info.ID, host: "127.0.0.1", ports: map[uint16]uint16{}, secret: info.Labels[LabelSecret]}
+	p := &pod{name: info.Name, id: info.ID, host: "127.0.0.1", ports: map[uint16]uint16{}, secret: info.Labels[labels.Secret]}
 	if p.secret == "" {
 		p.secret = e.secret // derived from the suite, as by its creator
 	}

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
@@ -176,7 +177,7 @@ func runReaper(spec string) int {
 			case err != nil:
 				lg.Printf("inspect pod: %v", err)
 				return nil // try again
-			case info.Labels[LabelSuite] != a.Suite || info.Labels[podman.LabelManaged] != "true":
+			case info.Labels[labels.Suite] != a.Suite || info.Labels[podman.LabelManaged] != "true":
 				lg.Printf("pod %s is not this suite's; leaving it", a.Pod)
 			case time.Since(idle) < window:
 				if podID != "" && info.ID != podID {

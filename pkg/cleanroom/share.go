@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
@@ -104,7 +105,7 @@ func (e *Environment) sweepStale(ctx context.Context) {
 		return
 	}
 	info, err := e.eng.InspectPod(ctx, e.podName)
-	if err != nil || info.Labels[LabelSuite] != e.suite || info.Labels[podman.LabelManaged] != "true" {
+	if err != nil || info.Labels[labels.Suite] != e.suite || info.Labels[podman.LabelManaged] != "true" {
 		return
 	}
 	if idle := files.idleSince(); e.cfg.KeepWarm > 0 && !idle.IsZero() && time.Since(idle) < e.cfg.KeepWarm {
@@ -125,13 +126,13 @@ func removeDeadRuns(ctx context.Context, eng interface {
 	ListPods(ctx context.Context, labels map[string]string) ([]podman.PodSummary, error)
 	RemovePod(ctx context.Context, nameOrID string) error
 }, suite string, live []string) []string {
-	pods, err := eng.ListPods(ctx, map[string]string{LabelSuite: suite, podman.LabelManaged: "true"})
+	pods, err := eng.ListPods(ctx, map[string]string{labels.Suite: suite, podman.LabelManaged: "true"})
 	if err != nil {
 		return nil
 	}
 	var removed []string
 	for _, p := range pods {
-		if p.Labels[LabelRole] == "suite" || slices.Contains(live, p.Labels[LabelRun]) || ownPodAlive(p.Labels) {
+		if p.Labels[labels.Role] == "suite" || slices.Contains(live, p.Labels[labels.Run]) || ownPodAlive(p.Labels) {
 			continue
 		}
 		if err := eng.RemovePod(ctx, p.ID); err == nil || errors.Is(err, podman.ErrNotFound) {
@@ -141,15 +142,15 @@ func removeDeadRuns(ctx context.Context, eng interface {
 	return removed
 }
 
-// ownPodAlive says whether labels are those of a pod of role "own" (a
+// ownPodAlive says whether lbl are the labels of a pod of role "own" (a
 // process that could not take a lease keeps the suite's services in it)
 // whose process still runs on this host. Without a lease, its PID is all
 // there is to go by.
-func ownPodAlive(labels map[string]string) bool {
-	if labels[LabelRole] != "own" || labels[LabelHost] != hostname() {
+func ownPodAlive(lbl map[string]string) bool {
+	if lbl[labels.Role] != "own" || lbl[labels.Host] != hostname() {
 		return false
 	}
-	pid, err := strconv.Atoi(labels[LabelPID])
+	pid, err := strconv.Atoi(lbl[labels.PID])
 	return err == nil && processAlive(pid)
 }
 

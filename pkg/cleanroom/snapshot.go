@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/internal/runid"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -32,13 +33,6 @@ import (
 // suite keeps only its newest snapshot per service. CLEANROOM_REBUILD=1
 // drops them, `cleanroom gc --snapshots` removes them all, and
 // Config.DisableSnapshots (snapshots = false) turns them off.
-
-// Labels of snapshot images.
-const (
-	LabelSnapshot  = "io.cleanroom.snapshot"   // the snapshot key
-	LabelBaseImage = "io.cleanroom.base-image" // ID of the image it was built from
-	LabelBuiltIn   = "io.cleanroom.built-in"   // the run that built it (see internal/runid)
-)
 
 // SnapshotRepository is where snapshot images live.
 const SnapshotRepository = "localhost/cleanroom-snapshot"
@@ -167,13 +161,13 @@ func (e *Environment) dropSnapshotOnce(ctx context.Context, svc *Service, ref st
 	}
 	e.snapDropped[svc.name] = true
 	snap := e.eng.(snapshotter)
-	imgs, err := snap.ListImages(ctx, map[string]string{LabelSuite: e.suite, LabelService: svc.name, LabelSnapshot: ""})
+	imgs, err := snap.ListImages(ctx, map[string]string{labels.Suite: e.suite, labels.Service: svc.name, labels.Snapshot: ""})
 	if err != nil {
 		return
 	}
 	run := runid.ID()
 	for _, img := range imgs {
-		if img.Labels[LabelBuiltIn] == run {
+		if img.Labels[labels.BuiltIn] == run {
 			continue // rebuilt by this run already
 		}
 		if err := snap.RemoveImage(ctx, img.ID); err == nil {
@@ -242,7 +236,7 @@ func (e *Environment) doBuildSnapshot(ctx context.Context, svc *Service, ref, ke
 		Name: name + "-" + svc.name, Image: svc.image, Pod: p.id,
 		Env: svc.env, Entrypoint: svc.entrypoint, Command: svc.command,
 		ImageVolumes: "ignore",
-		Labels:       e.labels(map[string]string{LabelService: svc.name, LabelRole: "snapshot-builder"}),
+		Labels:       e.labels(map[string]string{labels.Service: svc.name, labels.Role: "snapshot-builder"}),
 		Timeout:      2*e.cfg.ContainerStartupTimeout + time.Minute,
 	})
 	if err != nil {
@@ -260,11 +254,11 @@ func (e *Environment) doBuildSnapshot(ctx context.Context, svc *Service, ref, ke
 	}
 	changes := []string{
 		"LABEL " + podman.LabelManaged + "=true",
-		"LABEL " + LabelSnapshot + "=" + key,
-		"LABEL " + LabelSuite + "=" + e.suite,
-		"LABEL " + LabelService + "=" + svc.name,
-		"LABEL " + LabelBaseImage + "=" + baseID,
-		"LABEL " + LabelBuiltIn + "=" + runid.ID(),
+		"LABEL " + labels.Snapshot + "=" + key,
+		"LABEL " + labels.Suite + "=" + e.suite,
+		"LABEL " + labels.Service + "=" + svc.name,
+		"LABEL " + labels.BaseImage + "=" + baseID,
+		"LABEL " + labels.BuiltIn + "=" + runid.ID(),
 	}
 	// The builder's environment would stay in the image's config, password
 	// and all, for anyone who can inspect images; the containers started
@@ -279,10 +273,10 @@ func (e *Environment) doBuildSnapshot(ctx context.Context, svc *Service, ref, ke
 		return fmt.Errorf("commit: %w", err)
 	}
 	// Only the newest snapshot of a suite's service is kept.
-	olds, err := snap.ListImages(ctx, map[string]string{LabelSuite: e.suite, LabelService: svc.name, LabelSnapshot: ""})
+	olds, err := snap.ListImages(ctx, map[string]string{labels.Suite: e.suite, labels.Service: svc.name, labels.Snapshot: ""})
 	if err == nil {
 		for _, img := range olds {
-			if img.ID != newID && img.Labels[LabelSnapshot] != key {
+			if img.ID != newID && img.Labels[labels.Snapshot] != key {
 				_ = snap.RemoveImage(ctx, img.ID)
 			}
 		}

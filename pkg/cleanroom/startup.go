@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -74,7 +75,7 @@ func (e *Environment) ensureContainer(ctx context.Context, p *pod, svc *Service,
 			// another pod with our name is not ours to touch.
 			return nil, fmt.Errorf("start %s: container %s belongs to another pod (%s); remove it: podman rm -f %s", svc.name, name, info.Pod, name)
 		}
-		if h := info.Labels[LabelConfigHash]; h != defHash {
+		if h := info.Labels[labels.ConfigHash]; h != defHash {
 			return nil, fmt.Errorf("start %s: the suite's container %s runs another definition of the service (config hash %s, this process has %s): "+
 				"processes of one suite must declare the same services; give the suites different names (suite / CLEANROOM_SUITE)", svc.name, name, h, defHash)
 		}
@@ -99,7 +100,7 @@ func (e *Environment) ensureContainer(ctx context.Context, p *pod, svc *Service,
 			e.adopted.Add(1)
 			e.log.Info("cleanroom: adopted container", "service", svc.name, "container", name, "took", time.Since(began).Round(time.Millisecond))
 			return c, nil
-		case isStarting(info.State.Status) && age < e.cfg.ContainerStartupTimeout && e.runAlive(info.Labels[LabelRun]):
+		case isStarting(info.State.Status) && age < e.cfg.ContainerStartupTimeout && e.runAlive(info.Labels[labels.Run]):
 			// Its creator is about to start it.
 			select {
 			case <-ctx.Done():
@@ -164,7 +165,7 @@ func (e *Environment) startContainer(ctx context.Context, p *pod, svc *Service, 
 		Env: svc.env, Entrypoint: svc.entrypoint, Command: svc.command, Tmpfs: svc.tmpfs,
 		// The role is set, never inherited: a snapshot image carries its
 		// builder's labels.
-		Labels: e.labels(map[string]string{LabelService: svc.name, LabelConfigHash: defHash, LabelRole: "service"}),
+		Labels: e.labels(map[string]string{labels.Service: svc.name, labels.ConfigHash: defHash, labels.Role: "service"}),
 		// The backstop if every process of ours dies: conmon kills the
 		// container after this, whatever happens to us.
 		Timeout: 2*e.cfg.MaxContainerReuseTime + e.cfg.ContainerStartupTimeout,

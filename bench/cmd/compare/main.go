@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -247,7 +248,7 @@ func memoryMB(ctx context.Context, c *podman.Client) float64 {
 
 func waitSuiteGone(ctx context.Context, c *podman.Client, suite string) {
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		pods, err := c.ListPods(ctx, map[string]string{cleanroom.LabelSuite: suite})
+		pods, err := c.ListPods(ctx, map[string]string{labels.Suite: suite})
 		if err == nil && len(pods) == 0 {
 			return
 		}
@@ -265,7 +266,7 @@ func waitQuiet(ctx context.Context, c *podman.Client) {
 }
 
 func removeSnapshots(ctx context.Context, c *podman.Client, suite string) {
-	imgs, err := c.ListImages(ctx, map[string]string{cleanroom.LabelSuite: suite})
+	imgs, err := c.ListImages(ctx, map[string]string{labels.Suite: suite})
 	if err != nil {
 		return
 	}
