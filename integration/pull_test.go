@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/pull"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -111,7 +112,7 @@ func TestPullFromARealRegistryShowsProgress(t *testing.T) {
 
 	var out bytes.Buffer
 	p := &countingPuller{Client: c}
-	if err := cleanroom.PullWithProgress(context.Background(), p, ref, cleanroom.PullOptions{Output: &out, Terminal: true}); err != nil {
+	if err := pull.WithProgress(context.Background(), p, ref, pull.Options{Output: &out, Terminal: true}); err != nil {
 		t.Fatalf("pull: %v", err)
 	}
 	if p.withBytes.Load() == 0 {
@@ -130,7 +131,7 @@ func TestPullFromARealRegistryShowsProgress(t *testing.T) {
 	removeImage(t, c, ref)
 	t.Cleanup(func() { removeImage(t, c, ref) })
 	out.Reset()
-	if err := cleanroom.PullWithProgress(context.Background(), c, ref, cleanroom.PullOptions{Output: &out}); err != nil {
+	if err := pull.WithProgress(context.Background(), c, ref, pull.Options{Output: &out}); err != nil {
 		t.Fatal(err)
 	}
 	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "cleanroom: pulled "+ref+" (") {
@@ -167,7 +168,7 @@ func TestPullOfAMissingImageFailsFast(t *testing.T) {
 	c := connect(t)
 	ref := testRegistry + "/cleanroom/none:1"
 	begin := time.Now()
-	err := cleanroom.PullWithProgress(context.Background(), c, ref, cleanroom.PullOptions{})
+	err := pull.WithProgress(context.Background(), c, ref, pull.Options{})
 	if err == nil || !strings.Contains(err.Error(), ref) || !strings.Contains(err.Error(), "registry "+testRegistry) {
 		t.Errorf("pull of a missing image: %v", err)
 	}
@@ -206,7 +207,7 @@ func TestStalledPullFailsClearly(t *testing.T) {
 	})
 	ref := l.Addr().String() + "/cleanroom/silent:1"
 	begin := time.Now()
-	err = cleanroom.PullWithProgress(context.Background(), connect(t), ref, cleanroom.PullOptions{Stall: 2 * time.Second})
+	err = pull.WithProgress(context.Background(), connect(t), ref, pull.Options{Stall: 2 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), "stalled") || !strings.Contains(err.Error(), "registry "+l.Addr().String()) {
 		t.Errorf("stalled pull: %v", err)
 	}

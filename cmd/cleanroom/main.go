@@ -33,6 +33,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cleanroom-go/cleanroom/internal/labels"
+	"github.com/cleanroom-go/cleanroom/internal/pull"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -125,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "ps":
 		err = ps(ctx, c, stdout)
 	case "pull":
-		err = pull(ctx, c, fs.Args(), stdout)
+		err = pullImages(ctx, c, fs.Args(), stdout)
 	case "kube":
 		err = kube(ctx, c, fs.Args(), stdout)
 	case "clean":
@@ -353,7 +354,7 @@ func gcSnapshots(ctx context.Context, c *podman.Client, dry bool, out io.Writer)
 
 // pull fetches every image the suite here declares (or the given ones)
 // that the engine lacks, with per-layer progress on a terminal.
-func pull(ctx context.Context, c *podman.Client, images []string, out io.Writer) error {
+func pullImages(ctx context.Context, c *podman.Client, images []string, out io.Writer) error {
 	if len(images) == 0 {
 		cfg, err := cleanroom.LoadConfig("")
 		if err != nil {
@@ -384,7 +385,7 @@ func pull(ctx context.Context, c *podman.Client, images []string, out io.Writer)
 			fmt.Fprintf(out, "present %s\n", img)
 			continue
 		}
-		if err := cleanroom.PullWithProgress(ctx, c, img, cleanroom.PullOptions{Output: out, Terminal: terminal}); err != nil {
+		if err := pull.WithProgress(ctx, c, img, pull.Options{Output: out, Terminal: terminal}); err != nil {
 			result = multierror.Append(result, err)
 		}
 	}

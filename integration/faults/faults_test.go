@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cleanroom-go/cleanroom/internal/labels"
+	"github.com/cleanroom-go/cleanroom/internal/pull"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
@@ -449,7 +450,7 @@ func TestDoneContextsEverywhere(t *testing.T) {
 			"KubeYAML": func() error { _, err := env.KubeYAML(ctx); return err },
 			"Connect":  func() error { _, err := podman.Connect(ctx, podman.Options{}); return err },
 			"PullWithProgress": func() error {
-				return cleanroom.PullWithProgress(ctx, connect(t), "127.0.0.1:5000/cleanroom/none:1", cleanroom.PullOptions{})
+				return pull.WithProgress(ctx, connect(t), "127.0.0.1:5000/cleanroom/none:1", pull.Options{})
 			},
 			"isolation.Open": func() error { _, err := isolation.Open(ctx, pg.Postgres().URL()); return err },
 			"Server.CreateDatabase": func() error {

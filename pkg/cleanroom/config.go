@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/cleanroom-go/cleanroom/internal/pull"
 )
 
 // ConfigFile is the name of the configuration file LoadConfig looks for.
@@ -112,7 +113,7 @@ func (c Config) withDefaults() Config {
 		c.GracePeriod = DefaultGracePeriod
 	}
 	if c.PullTimeout == 0 {
-		c.PullTimeout = DefaultPullTimeout
+		c.PullTimeout = pull.DefaultTimeout
 	}
 	if c.BindAddress == "" {
 		c.BindAddress = "127.0.0.1"

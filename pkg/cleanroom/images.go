@@ -7,11 +7,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/pull"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
 // ensureImage pulls the service's image when the engine does not have it,
-// with progress where someone can watch (see pullOutput), bounded by the
+// with progress where someone can watch (see pull.Output), bounded by the
 // pull timeout, not the start-up timeout. Concurrent callers for one image
 // share one look-up and pull (the parallel tests that fall back to
 // containers of their own when a singleton cannot start would otherwise
@@ -51,9 +52,9 @@ func (e *Environment) fetchImage(ctx context.Context, svc *Service) error {
 		return nil
 	}
 	e.log.Info("cleanroom: pulling image", "image", svc.image)
-	out, terminal := pullOutput()
+	out, terminal := pull.Output()
 	began := time.Now()
-	err = PullWithProgress(ctx, pullLogger{e.eng, e.log, svc.image}, svc.image, PullOptions{
+	err = pull.WithProgress(ctx, pullLogger{e.eng, e.log, svc.image}, svc.image, pull.Options{
 		Timeout: e.cfg.PullTimeout, Output: out, Terminal: terminal,
 	})
 	if err != nil {

@@ -1,4 +1,4 @@
-package cleanroom
+package pull
 
 import (
 	"bytes"
@@ -47,8 +47,8 @@ var layerEvents = []podman.PullEvent{
 
 func TestPullProgressOnATerminal(t *testing.T) {
 	var out bytes.Buffer
-	err := PullWithProgress(context.Background(), scriptedPuller{events: layerEvents, gap: 120 * time.Millisecond}, "127.0.0.1:5000/cleanroom/redis:7",
-		PullOptions{Output: &out, Terminal: true})
+	err := WithProgress(context.Background(), scriptedPuller{events: layerEvents, gap: 120 * time.Millisecond}, "127.0.0.1:5000/cleanroom/redis:7",
+		Options{Output: &out, Terminal: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestPullProgressOnATerminal(t *testing.T) {
 
 func TestPullSummaryElsewhere(t *testing.T) {
 	var out bytes.Buffer
-	if err := PullWithProgress(context.Background(), scriptedPuller{events: layerEvents}, "docker.io/library/redis:7", PullOptions{Output: &out}); err != nil {
+	if err := WithProgress(context.Background(), scriptedPuller{events: layerEvents}, "docker.io/library/redis:7", Options{Output: &out}); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -74,8 +74,8 @@ func TestPullSummaryElsewhere(t *testing.T) {
 
 func TestPullStallAndTimeoutNameImageAndRegistry(t *testing.T) {
 	begin := time.Now()
-	err := PullWithProgress(context.Background(), scriptedPuller{events: layerEvents[:2], hang: true}, "registry.example:5000/team/app:1",
-		PullOptions{Stall: 200 * time.Millisecond, Timeout: time.Minute})
+	err := WithProgress(context.Background(), scriptedPuller{events: layerEvents[:2], hang: true}, "registry.example:5000/team/app:1",
+		Options{Stall: 200 * time.Millisecond, Timeout: time.Minute})
 	if err == nil || !strings.Contains(err.Error(), "no progress for 200ms from registry registry.example:5000") || !strings.Contains(err.Error(), "registry.example:5000/team/app:1") {
 		t.Errorf("stalled pull: %v", err)
 	}
@@ -85,13 +85,13 @@ func TestPullStallAndTimeoutNameImageAndRegistry(t *testing.T) {
 
 	// Progress keeps coming, but the whole pull is too slow.
 	slow := scriptedPuller{events: append(append([]podman.PullEvent{}, layerEvents...), layerEvents...), gap: 50 * time.Millisecond}
-	err = PullWithProgress(context.Background(), slow, "quay.io/x/y:1", PullOptions{Stall: time.Second, Timeout: 150 * time.Millisecond})
+	err = WithProgress(context.Background(), slow, "quay.io/x/y:1", Options{Stall: time.Second, Timeout: 150 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "pull timeout (150ms) from registry quay.io") || !strings.Contains(err.Error(), "cleanroom pull quay.io/x/y:1") {
 		t.Errorf("slow pull: %v", err)
 	}
 
 	failing := scriptedPuller{err: errors.New("pull image nope:1: manifest unknown")}
-	err = PullWithProgress(context.Background(), failing, "nope:1", PullOptions{})
+	err = WithProgress(context.Background(), failing, "nope:1", Options{})
 	if err == nil || !strings.Contains(err.Error(), "manifest unknown (registry docker.io)") {
 		t.Errorf("failed pull: %v", err)
 	}

@@ -1,4 +1,9 @@
-package cleanroom
+// Package pull pulls an image with progress people can watch: per-layer
+// bytes redrawn on a terminal, one summary line elsewhere, nothing under
+// `go test` without -v. A pull that stalls or outlives its timeout fails
+// with an error that names the image and the registry. The library's
+// image pulls and `cleanroom pull` use it.
+package pull
 
 import (
 	"context"
@@ -17,15 +22,15 @@ import (
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
-// Defaults of PullOptions.
+// Defaults of Options.
 const (
-	DefaultPullTimeout = 10 * time.Minute
-	DefaultPullStall   = 30 * time.Second
+	DefaultTimeout = 10 * time.Minute
+	DefaultStall   = 30 * time.Second
 )
 
-// PullOptions tune PullWithProgress. The zero value pulls silently with the
+// Options tune WithProgress. The zero value pulls silently with the
 // defaults.
-type PullOptions struct {
+type Options struct {
 	// Timeout bounds the whole pull. Default 10 min; it is separate from
 	// the start-up timeout, which starts after the pull.
 	Timeout time.Duration
@@ -49,15 +54,15 @@ var (
 	errPullTimeout = errors.New("pull timeout")
 )
 
-// PullWithProgress pulls ref, reporting progress as opts say, and fails a
+// WithProgress pulls ref, reporting progress as opts say, and fails a
 // pull that stalls or outlives its timeout with an error that names the
 // image and the registry.
-func PullWithProgress(ctx context.Context, p Puller, ref string, opts PullOptions) error {
+func WithProgress(ctx context.Context, p Puller, ref string, opts Options) error {
 	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultPullTimeout
+		opts.Timeout = DefaultTimeout
 	}
 	if opts.Stall <= 0 {
-		opts.Stall = DefaultPullStall
+		opts.Stall = DefaultStall
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
@@ -209,9 +214,10 @@ func (p *pullProgress) finish(err error, took time.Duration) {
 	fmt.Fprintf(p.out, "cleanroom: pulled %s (%d layers, %s) in %s\n", p.ref, len(ids), mb(total), took.Round(100*time.Millisecond))
 }
 
-// pullOutput says where the library reports pulls: on stderr, except under
-// `go test` without -v (and without CLEANROOM_DEBUG=1), where it is quiet.
-func pullOutput() (io.Writer, bool) {
+// Output says where the library reports pulls, and whether that is a
+// terminal: stderr, except under `go test` without -v (and without
+// CLEANROOM_DEBUG=1), where it is quiet (nil).
+func Output() (io.Writer, bool) {
 	testing, verbose := false, false
 	if strings.HasSuffix(os.Args[0], ".test") {
 		testing = true
@@ -228,4 +234,9 @@ func pullOutput() (io.Writer, bool) {
 		return nil, false
 	}
 	return os.Stderr, term.IsTerminal(int(os.Stderr.Fd()))
+}
+
+func debugEnabled() bool {
+	v := os.Getenv("CLEANROOM_DEBUG")
+	return v != "" && v != "0" && v != "false"
 }
