@@ -32,6 +32,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/term"
 
+	"github.com/cleanroom-go/cleanroom/internal/kube"
 	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/internal/pull"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
@@ -128,7 +129,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "pull":
 		err = pullImages(ctx, c, fs.Args(), stdout)
 	case "kube":
-		err = kube(ctx, c, fs.Args(), stdout)
+		err = kubeYAML(ctx, c, fs.Args(), stdout)
 	case "clean":
 		err = gc(ctx, c, true, *dry, *suite, stdout)
 	default:
@@ -393,7 +394,7 @@ func pullImages(ctx context.Context, c *podman.Client, images []string, out io.W
 }
 
 // kube writes a suite pod as Kubernetes YAML.
-func kube(ctx context.Context, c *podman.Client, args []string, out io.Writer) error {
+func kubeYAML(ctx context.Context, c *podman.Client, args []string, out io.Writer) error {
 	var pod string
 	switch len(args) {
 	case 1:
@@ -414,7 +415,7 @@ func kube(ctx context.Context, c *podman.Client, args []string, out io.Writer) e
 	default:
 		return errors.New("usage: cleanroom kube [POD]")
 	}
-	y, err := cleanroom.KubeYAML(ctx, c, pod)
+	y, err := kube.YAML(ctx, c, pod)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 
 	"github.com/cleanroom-go/cleanroom/internal/labels"
+	"github.com/cleanroom-go/cleanroom/internal/secret"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
@@ -131,7 +132,7 @@ func New(ctx context.Context, cfg Config, services ...Service) (*Environment, er
 			e.podName = "cleanroom-" + e.suite
 			e.prefix = e.podName + "-" + e.run
 		}
-		e.secret, e.secretDerived = suiteSecret(e.suite)
+		e.secret, e.secretDerived = secret.Suite(e.suite)
 
 		if ic, ok := c.(interface {
 			Info(context.Context) (podman.Info, error)

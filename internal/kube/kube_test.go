@@ -1,4 +1,4 @@
-package cleanroom
+package kube
 
 import (
 	"context"
@@ -71,7 +71,7 @@ func (fakeKube) InspectPod(context.Context, string) (*podman.PodInfo, error) {
 }
 
 func TestKubeYAMLMovesTheSecretAndTmpfs(t *testing.T) {
-	out, err := KubeYAML(context.Background(), fakeKube{}, "cleanroom-shop")
+	out, err := YAML(context.Background(), fakeKube{}, "cleanroom-shop")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestKubeYAMLMovesTheSecretAndTmpfs(t *testing.T) {
 	if err := dec.Decode(&pod); err != nil {
 		t.Fatal(err)
 	}
-	if secret["kind"] != "Secret" || secret["data"].(map[string]any)[KubeSecretKey] != "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" {
+	if secret["kind"] != "Secret" || secret["data"].(map[string]any)[SecretKey] != "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" {
 		t.Errorf("secret document: %v", secret)
 	}
 	for _, want := range []string{
