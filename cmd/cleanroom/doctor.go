@@ -14,6 +14,7 @@ import (
 	"github.com/containers/common/pkg/config"
 
 	"github.com/cleanroom-go/cleanroom/internal/labels"
+	"github.com/cleanroom-go/cleanroom/internal/lease"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -112,7 +113,7 @@ func doctor(ctx context.Context, uri string, out io.Writer) int {
 			}
 		}
 	}
-	if dir, err := cleanroom.LockDir(); err != nil {
+	if dir, err := lease.LockDir(); err != nil {
 		bad("lease directory: "+err.Error()+": test processes cannot share a pod", "make $XDG_RUNTIME_DIR (or the temporary directory) writable by this user")
 	} else {
 		ok("lease directory %s", dir)

@@ -34,6 +34,7 @@ import (
 
 	"github.com/cleanroom-go/cleanroom/internal/kube"
 	"github.com/cleanroom-go/cleanroom/internal/labels"
+	"github.com/cleanroom-go/cleanroom/internal/lease"
 	"github.com/cleanroom-go/cleanroom/internal/pull"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
@@ -229,13 +230,13 @@ func leases(uri string, p podman.PodSummary) string {
 		}
 	}
 	if p.Labels[labels.Role] != "suite" {
-		st := cleanroom.Leases(uri, "cleanroom-"+p.Labels[labels.Suite])
+		st := lease.Leases(uri, "cleanroom-"+p.Labels[labels.Suite])
 		if slices.Contains(st.Live, p.Labels[labels.Run]) {
 			return "its process"
 		}
 		return "none (stale)"
 	}
-	st := cleanroom.Leases(uri, p.Name)
+	st := lease.Leases(uri, p.Name)
 	reaper := ""
 	if st.ReaperPID != 0 {
 		reaper = fmt.Sprintf(" (reaper %d)", st.ReaperPID)
@@ -277,7 +278,7 @@ func gc(ctx context.Context, c *podman.Client, all, dry bool, suite string, out 
 		inPod[p.ID] = true
 		why := "--all"
 		if !all {
-			stale, reason := cleanroom.Stale(c.Endpoint().URI, p, 0)
+			stale, reason := lease.Stale(c.Endpoint().URI, p, 0)
 			if !stale {
 				continue
 			}
@@ -294,7 +295,7 @@ func gc(ctx context.Context, c *podman.Client, all, dry bool, suite string, out 
 			// Its reaper has nothing left to watch: it ends (unless test
 			// processes still hold the suite), and a later run starts one
 			// with its own settings.
-			switch pid, err := cleanroom.EndReaper(c.Endpoint().URI, p.Name, 5*time.Second); {
+			switch pid, err := lease.EndReaper(c.Endpoint().URI, p.Name, 5*time.Second); {
 			case err != nil:
 				fmt.Fprintf(out, "  %v\n", err)
 			case pid != 0:

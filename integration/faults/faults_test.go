@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cleanroom-go/cleanroom/internal/labels"
+	"github.com/cleanroom-go/cleanroom/internal/lease"
 	"github.com/cleanroom-go/cleanroom/internal/pull"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
@@ -270,7 +271,7 @@ func TestReaperKilledNextRunSweeps(t *testing.T) {
 	p := start(t, "hold", suite, grace...)
 	pod := strings.Fields(p.waitFor(t, "READY", 2*time.Minute))[1]
 	uri := connect(t).Endpoint().URI
-	st := cleanroom.Leases(uri, pod)
+	st := lease.Leases(uri, pod)
 	if st.ReaperPID == 0 {
 		t.Fatalf("no reaper watches %s: %+v", pod, st)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 
 	"github.com/cleanroom-go/cleanroom/internal/labels"
+	"github.com/cleanroom-go/cleanroom/internal/lease"
 	"github.com/cleanroom-go/cleanroom/internal/secret"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -144,14 +145,14 @@ func New(ctx context.Context, cfg Config, services ...Service) (*Environment, er
 				return err == nil && info.Host.Security.Rootless
 			})
 		}
-		if dir, err := engineLockDir(e.endpoint.URI); err != nil {
+		if dir, err := lease.EngineDir(e.endpoint.URI); err != nil {
 			// Without a lease nothing tells this process when the other
 			// processes of the suite are done with a shared pod, so it uses
 			// a pod of its own, which its Close removes.
 			e.podName, e.podRole = e.prefix, "own"
 			notice("this process cannot share the suite's pod with other test processes (%v); it starts containers of its own, which makes its start-up slower", err)
 		} else {
-			e.share = newShared(leaseFiles{dir: dir, pod: e.podName})
+			e.share = newShared(lease.Files{Dir: dir, Pod: e.podName})
 			e.startReaper = func() error { return spawnReaperHook(e) }
 		}
 	}

@@ -3,6 +3,7 @@ package cleanroom
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/lease"
 	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
 )
 
@@ -189,13 +191,16 @@ func TestFactoryMayUseTheEnvironment(t *testing.T) {
 // removes a pod) only as long as the caller's context allows.
 func TestLeaseWaitHonoursTheContext(t *testing.T) {
 	e, _, _ := webEnv(t, Config{})
-	files := leaseFiles{dir: t.TempDir(), pod: e.podName}
+	files := lease.Files{Dir: t.TempDir(), Pod: e.podName}
 	e.share = newShared(files)
-	held, err := flockFile(files.suiteLock(), syscall.LOCK_EX, false)
+	held, err := os.OpenFile(files.SuiteLock(), os.O_RDWR|os.O_CREATE, 0o600) // as another process holds it
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer held.Close()
+	if err := syscall.Flock(int(held.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	began := time.Now()

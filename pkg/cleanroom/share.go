@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
-	"strconv"
 	"time"
 
 	"github.com/cleanroom-go/cleanroom/internal/labels"
+	"github.com/cleanroom-go/cleanroom/internal/lease"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
@@ -32,11 +31,8 @@ import (
 // panics and `go test -timeout` all end in the same clean-up. If even the
 // reaper is killed, every container's run-time limit (conmon) still ends it.
 
-// reaperPoll is how often the reaper looks at the leases.
-var reaperPoll = 100 * time.Millisecond
-
 type shared struct {
-	files leaseFiles
+	files lease.Files
 
 	// sem is the process's lock on lease: a channel, so that a caller
 	// waiting for it (while another takes the suite lock, which the reaper
@@ -46,7 +42,7 @@ type shared struct {
 	lease *os.File // held while this process uses the suite's pods
 }
 
-func newShared(files leaseFiles) *shared {
+func newShared(files lease.Files) *shared {
 	return &shared{files: files, sem: make(chan struct{}, 1)}
 }
 
@@ -66,21 +62,21 @@ func (e *Environment) ensureLease(ctx context.Context) error {
 	if sh.lease != nil {
 		return nil
 	}
-	return sh.files.withSuiteLock(ctx, func() error {
-		if !sh.files.reaperAlive() {
+	return sh.files.WithSuiteLock(ctx, func() error {
+		if !sh.files.ReaperAlive() {
 			e.sweepStale(ctx)
 		}
-		f, err := sh.files.register(e.run)
+		f, err := sh.files.Register(e.run)
 		if err != nil {
 			return fmt.Errorf("lease on suite %s: %w", e.suite, err)
 		}
 		sh.lease = f
 		// The reaper's window is the newest process's: a plain run after a
 		// keep-warm one is not kept warm.
-		if err := sh.files.writeSettings(reaperSettings{Grace: e.cfg.GracePeriod, KeepWarm: e.cfg.KeepWarm, PID: os.Getpid()}); err != nil {
+		if err := sh.files.WriteSettings(lease.Settings{Grace: e.cfg.GracePeriod, KeepWarm: e.cfg.KeepWarm, PID: os.Getpid()}); err != nil {
 			e.log.Warn("cleanroom: cannot record the reaper's settings", "error", err)
 		}
-		if !sh.files.reaperAlive() {
+		if !sh.files.ReaperAlive() {
 			if err := e.startReaper(); err != nil {
 				// Not fatal: Close still removes what this process made, and
 				// conmon's run-time limit bounds the rest.
@@ -96,8 +92,8 @@ func (e *Environment) ensureLease(ctx context.Context) error {
 // with the suite lock held and no reaper alive.
 func (e *Environment) sweepStale(ctx context.Context) {
 	files := e.share.files
-	live, _ := files.scan()
-	removed := removeDeadRuns(ctx, e.eng, e.suite, live)
+	live, _ := files.Scan()
+	removed := lease.RemoveDeadRuns(ctx, e.eng, e.suite, live)
 	for _, name := range removed {
 		e.log.Info("cleanroom: removed a stale pod of a dead test process", "pod", name)
 	}
@@ -108,7 +104,7 @@ func (e *Environment) sweepStale(ctx context.Context) {
 	if err != nil || info.Labels[labels.Suite] != e.suite || info.Labels[podman.LabelManaged] != "true" {
 		return
 	}
-	if idle := files.idleSince(); e.cfg.KeepWarm > 0 && !idle.IsZero() && time.Since(idle) < e.cfg.KeepWarm {
+	if idle := files.IdleSince(); e.cfg.KeepWarm > 0 && !idle.IsZero() && time.Since(idle) < e.cfg.KeepWarm {
 		e.log.Info("cleanroom: the suite's pod is kept warm; adopting it", "pod", e.podName, "idle", time.Since(idle).Round(time.Millisecond))
 		return
 	}
@@ -116,42 +112,8 @@ func (e *Environment) sweepStale(ctx context.Context) {
 		e.log.Warn("cleanroom: remove stale pod", "pod", e.podName, "error", err)
 		return
 	}
-	files.setIdle(time.Time{})
+	files.SetIdle(time.Time{})
 	e.log.Info("cleanroom: removed the suite's stale pod (no test process held it)", "pod", e.podName)
-}
-
-// removeDeadRuns removes the suite's per-process pods (per-test and
-// late-service pods) whose process holds no lease, and returns their names.
-func removeDeadRuns(ctx context.Context, eng interface {
-	ListPods(ctx context.Context, labels map[string]string) ([]podman.PodSummary, error)
-	RemovePod(ctx context.Context, nameOrID string) error
-}, suite string, live []string) []string {
-	pods, err := eng.ListPods(ctx, map[string]string{labels.Suite: suite, podman.LabelManaged: "true"})
-	if err != nil {
-		return nil
-	}
-	var removed []string
-	for _, p := range pods {
-		if p.Labels[labels.Role] == "suite" || slices.Contains(live, p.Labels[labels.Run]) || ownPodAlive(p.Labels) {
-			continue
-		}
-		if err := eng.RemovePod(ctx, p.ID); err == nil || errors.Is(err, podman.ErrNotFound) {
-			removed = append(removed, p.Name)
-		}
-	}
-	return removed
-}
-
-// ownPodAlive says whether lbl are the labels of a pod of role "own" (a
-// process that could not take a lease keeps the suite's services in it)
-// whose process still runs on this host. Without a lease, its PID is all
-// there is to go by.
-func ownPodAlive(lbl map[string]string) bool {
-	if lbl[labels.Role] != "own" || lbl[labels.Host] != hostname() {
-		return false
-	}
-	pid, err := strconv.Atoi(lbl[labels.PID])
-	return err == nil && processAlive(pid)
 }
 
 // othersAttached reports whether another live process holds a lease on the
@@ -162,7 +124,7 @@ func (e *Environment) othersAttached() bool {
 	if e.share == nil {
 		return false
 	}
-	return e.share.files.countLive() > 1
+	return e.share.files.CountLive() > 1
 }
 
 // releaseLease gives this process's lease back: from now on the reaper

@@ -122,7 +122,7 @@ func (e *Environment) runAlive(run string) bool {
 	if e.share == nil || run == e.run {
 		return true
 	}
-	return slices.Contains(e.share.files.liveRuns(), run)
+	return slices.Contains(e.share.files.LiveRuns(), run)
 }
 
 func isStarting(status string) bool {

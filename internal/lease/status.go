@@ -1,22 +1,26 @@
-package cleanroom
+package lease
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
-// LeaseStatus is what this machine's lease files say of a pod: for the
+// Status is what this machine's lease files say of a pod: for the
 // cleanroom CLI (ps, gc).
-type LeaseStatus struct {
+type Status struct {
 	Known     bool      // lease files of the pod's suite exist on this machine
 	Live      []string  // runs (test processes) holding a lease now
 	Reaper    bool      // a reaper watches the suite
@@ -30,7 +34,7 @@ type LeaseStatus struct {
 
 // Deadline is when the reaper removes the idle pod; zero while processes
 // hold it, or when unknown.
-func (s LeaseStatus) Deadline() time.Time {
+func (s Status) Deadline() time.Time {
 	if !s.Reaper || s.IdleSince.IsZero() || s.Window == 0 || len(s.Live) > 0 {
 		return time.Time{}
 	}
@@ -39,23 +43,23 @@ func (s LeaseStatus) Deadline() time.Time {
 
 // Leases reports the lease state of the suite pod named pod on the engine
 // at engineURI.
-func Leases(engineURI, pod string) LeaseStatus {
-	dir, err := engineLockDir(engineURI)
+func Leases(engineURI, pod string) Status {
+	dir, err := EngineDir(engineURI)
 	if err != nil {
-		return LeaseStatus{}
+		return Status{}
 	}
-	files := leaseFiles{dir: dir, pod: pod}
-	if _, err := os.Stat(files.suiteLock()); err != nil {
-		return LeaseStatus{}
+	files := Files{Dir: dir, Pod: pod}
+	if _, err := os.Stat(files.SuiteLock()); err != nil {
+		return Status{}
 	}
-	st := LeaseStatus{Known: true, Reaper: files.reaperAlive(), IdleSince: files.idleSince()}
+	st := Status{Known: true, Reaper: files.ReaperAlive(), IdleSince: files.IdleSince()}
 	if st.Reaper {
-		st.ReaperPID, st.Window = files.reaperState()
+		st.ReaperPID, st.Window = files.ReaperState()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = files.withSuiteLock(ctx, func() error {
-		st.Live, _ = files.scan()
+	_ = files.WithSuiteLock(ctx, func() error {
+		st.Live, _ = files.Scan()
 		return nil
 	})
 	return st
@@ -74,7 +78,7 @@ func Stale(engineURI string, p podman.PodSummary, keepWarm time.Duration) (bool,
 		return false, "made on host " + h
 	}
 	if p.Labels[labels.Role] == "own" {
-		if ownPodAlive(p.Labels) {
+		if OwnPodAlive(p.Labels) {
 			return false, "its test process is running (it holds no lease)"
 		}
 		return true, "its test process is gone"
@@ -103,22 +107,22 @@ func Stale(engineURI string, p podman.PodSummary, keepWarm time.Duration) (bool,
 // waits up to timeout for it to end (it does when no test process holds a
 // lease). It returns the reaper's PID, 0 when none watched the suite.
 func EndReaper(engineURI, pod string, timeout time.Duration) (int, error) {
-	dir, err := engineLockDir(engineURI)
+	dir, err := EngineDir(engineURI)
 	if err != nil {
 		return 0, err
 	}
-	files := leaseFiles{dir: dir, pod: pod}
-	if !files.reaperAlive() {
+	files := Files{Dir: dir, Pod: pod}
+	if !files.ReaperAlive() {
 		return 0, nil
 	}
-	pid, _ := files.reaperState()
+	pid, _ := files.ReaperState()
 	if pid == 0 {
 		return 0, fmt.Errorf("the reaper of %s has not said its PID yet", pod)
 	}
 	if err := signalReaper(pid); err != nil {
 		return pid, fmt.Errorf("signal the reaper of %s (pid %d): %w", pod, pid, err)
 	}
-	for deadline := time.Now().Add(timeout); files.reaperAlive(); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(timeout); files.ReaperAlive(); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			return pid, fmt.Errorf("the reaper of %s (pid %d) still runs after %s: test processes still hold the suite", pod, pid, timeout)
 		}
@@ -126,19 +130,16 @@ func EndReaper(engineURI, pod string, timeout time.Duration) (int, error) {
 	return pid, nil
 }
 
-// LockDir is the directory of this user's lease files.
-func LockDir() (string, error) { return lockDir() }
-
 // engineLockDir is the directory of this user's lease files for the engine
 // at uri: leases of one suite on two engines (the same checkout tested
 // against a rootful and a rootless engine, say) never meet.
-func engineLockDir(uri string) (string, error) {
-	dir, err := lockDir()
+func EngineDir(uri string) (string, error) {
+	dir, err := LockDir()
 	if err != nil {
 		return "", err
 	}
 	dir = filepath.Join(dir, "engine-"+hash(normalizeURI(uri))[:12])
-	return dir, privateDir(dir)
+	return dir, PrivateDir(dir)
 }
 
 // normalizeURI spells one engine address one way (unix:/x, unix:///x and
@@ -156,4 +157,54 @@ func normalizeURI(uri string) string {
 		return "unix://" + path.Clean("/"+p)
 	}
 	return u.String()
+}
+
+// RemoveDeadRuns removes the suite's per-process pods (per-test and
+// late-service pods) whose process holds no lease, and returns their names.
+func RemoveDeadRuns(ctx context.Context, eng interface {
+	ListPods(ctx context.Context, labels map[string]string) ([]podman.PodSummary, error)
+	RemovePod(ctx context.Context, nameOrID string) error
+}, suite string, live []string) []string {
+	pods, err := eng.ListPods(ctx, map[string]string{labels.Suite: suite, podman.LabelManaged: "true"})
+	if err != nil {
+		return nil
+	}
+	var removed []string
+	for _, p := range pods {
+		if p.Labels[labels.Role] == "suite" || slices.Contains(live, p.Labels[labels.Run]) || OwnPodAlive(p.Labels) {
+			continue
+		}
+		if err := eng.RemovePod(ctx, p.ID); err == nil || errors.Is(err, podman.ErrNotFound) {
+			removed = append(removed, p.Name)
+		}
+	}
+	return removed
+}
+
+// OwnPodAlive says whether lbl are the labels of a pod of role "own" (a
+// process that could not take a lease keeps the suite's services in it)
+// whose process still runs on this host. Without a lease, its PID is all
+// there is to go by.
+func OwnPodAlive(lbl map[string]string) bool {
+	if lbl[labels.Role] != "own" || lbl[labels.Host] != hostname() {
+		return false
+	}
+	pid, err := strconv.Atoi(lbl[labels.PID])
+	return err == nil && processAlive(pid)
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+// hash is a short stable digest of s.
+func hash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+func debugEnabled() bool {
+	v := os.Getenv("CLEANROOM_DEBUG")
+	return v != "" && v != "0" && v != "false"
 }

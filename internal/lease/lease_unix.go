@@ -1,6 +1,6 @@
 //go:build unix
 
-package cleanroom
+package lease
 
 import (
 	"context"
@@ -29,21 +29,21 @@ import (
 
 // lockDir is the per-user directory of lease files: cleanroom under
 // $XDG_RUNTIME_DIR, else cleanroom-<uid> under the temporary directory.
-func lockDir() (string, error) {
+func LockDir() (string, error) {
 	var dir string
 	if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
 		dir = filepath.Join(rt, "cleanroom")
 	} else {
 		dir = filepath.Join(os.TempDir(), "cleanroom-"+strconv.Itoa(os.Getuid()))
 	}
-	return dir, privateDir(dir)
+	return dir, PrivateDir(dir)
 }
 
 // privateDir makes dir (its parent must exist) or checks the one that is
 // there: a directory, not a symbolic link, this user's, mode 0700. The
 // temporary directory is shared: a directory another user made in advance,
 // or a link to one, would let that user see or break the locks.
-func privateDir(dir string) error {
+func PrivateDir(dir string) error {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("lease directory: %w", err)
 	}
@@ -64,25 +64,25 @@ func privateDir(dir string) error {
 	return nil
 }
 
-// leaseFiles names a suite's lock files.
-type leaseFiles struct{ dir, pod string }
+// Files names a suite's lock files.
+type Files struct{ Dir, Pod string }
 
-func (l leaseFiles) suiteLock() string  { return filepath.Join(l.dir, l.pod+".lock") }
-func (l leaseFiles) reaperLock() string { return filepath.Join(l.dir, l.pod+".reaper") }
-func (l leaseFiles) leaseDir() string   { return filepath.Join(l.dir, l.pod+".leases") }
-func (l leaseFiles) idleFile() string   { return filepath.Join(l.dir, l.pod+".idle") }
-func (l leaseFiles) reaperLog() string  { return filepath.Join(l.dir, l.pod+".reaper.log") }
-func (l leaseFiles) settingsFile() string {
-	return filepath.Join(l.dir, l.pod+".settings")
+func (l Files) SuiteLock() string  { return filepath.Join(l.Dir, l.Pod+".lock") }
+func (l Files) reaperLock() string { return filepath.Join(l.Dir, l.Pod+".reaper") }
+func (l Files) leaseDir() string   { return filepath.Join(l.Dir, l.Pod+".leases") }
+func (l Files) idleFile() string   { return filepath.Join(l.Dir, l.Pod+".idle") }
+func (l Files) ReaperLog() string  { return filepath.Join(l.Dir, l.Pod+".reaper.log") }
+func (l Files) settingsFile() string {
+	return filepath.Join(l.Dir, l.Pod+".settings")
 }
 
 // settings reads the newest registration's settings; def when none.
-func (l leaseFiles) settings(def reaperSettings) reaperSettings {
+func (l Files) Settings(def Settings) Settings {
 	b, err := os.ReadFile(l.settingsFile())
 	if err != nil {
 		return def
 	}
-	var s reaperSettings
+	var s Settings
 	if json.Unmarshal(b, &s) != nil || s.Grace <= 0 {
 		return def
 	}
@@ -91,7 +91,7 @@ func (l leaseFiles) settings(def reaperSettings) reaperSettings {
 
 // writeSettings records s as the suite's settings (atomically: the reaper
 // reads them without the suite lock's help). Call with the suite lock.
-func (l leaseFiles) writeSettings(s reaperSettings) error {
+func (l Files) WriteSettings(s Settings) error {
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
@@ -122,7 +122,7 @@ func writeFileAtomic(path string, data []byte) error {
 
 // reaperState reads what the reaper wrote into its lock file: its PID and
 // window (0, 0 when there is none).
-func (l leaseFiles) reaperState() (pid int, window time.Duration) {
+func (l Files) ReaperState() (pid int, window time.Duration) {
 	b, err := os.ReadFile(l.reaperLock())
 	if err != nil {
 		return 0, 0
@@ -186,21 +186,21 @@ func sameFile(f *os.File, path string) bool {
 // tidy removes the suite's lock files once its pod is gone; called by the
 // reaper holding the suite lock and the reaper lock, so that no process is
 // registered and none can be until they are released.
-func (l leaseFiles) tidy(keepLog bool) {
+func (l Files) tidy(keepLog bool) {
 	_ = os.Remove(l.leaseDir()) // only when empty
 	_ = os.Remove(l.idleFile())
 	_ = os.Remove(l.settingsFile())
 	if !keepLog {
-		_ = os.Remove(l.reaperLog())
+		_ = os.Remove(l.ReaperLog())
 	}
 	_ = os.Remove(l.reaperLock())
-	_ = os.Remove(l.suiteLock())
+	_ = os.Remove(l.SuiteLock())
 }
 
 // withSuiteLock runs fn holding the suite's mutex, waiting for it no
 // longer than ctx allows.
-func (l leaseFiles) withSuiteLock(ctx context.Context, fn func() error) error {
-	f, err := flockFileCtx(ctx, l.suiteLock(), syscall.LOCK_EX)
+func (l Files) WithSuiteLock(ctx context.Context, fn func() error) error {
+	f, err := flockFileCtx(ctx, l.SuiteLock(), syscall.LOCK_EX)
 	if err != nil {
 		return err
 	}
@@ -229,11 +229,11 @@ func flockFileCtx(ctx context.Context, path string, how int) (*os.File, error) {
 
 // countLive counts the leases held by live processes, without the suite
 // lock and without removing anything.
-func (l leaseFiles) countLive() int { return len(l.liveRuns()) }
+func (l Files) CountLive() int { return len(l.LiveRuns()) }
 
 // liveRuns lists the runs whose lease a live process holds, without the
 // suite lock and without removing anything.
-func (l leaseFiles) liveRuns() []string {
+func (l Files) LiveRuns() []string {
 	entries, err := os.ReadDir(l.leaseDir())
 	if err != nil {
 		return nil
@@ -254,7 +254,7 @@ func (l leaseFiles) liveRuns() []string {
 
 // register creates and locks the lease file of run; the returned file must
 // stay open for as long as the lease is held. Call with the suite lock.
-func (l leaseFiles) register(run string) (*os.File, error) {
+func (l Files) Register(run string) (*os.File, error) {
 	if err := os.MkdirAll(l.leaseDir(), 0o700); err != nil {
 		return nil, err
 	}
@@ -274,7 +274,7 @@ func (l leaseFiles) register(run string) (*os.File, error) {
 // scan returns the runs whose lease is held by a live process, and removes
 // the lease files of dead ones (returned too). Our own lease, held through
 // another open file, counts as live.
-func (l leaseFiles) scan() (live, dead []string) {
+func (l Files) Scan() (live, dead []string) {
 	entries, err := os.ReadDir(l.leaseDir())
 	if err != nil {
 		return nil, nil
@@ -297,7 +297,7 @@ func (l leaseFiles) scan() (live, dead []string) {
 }
 
 // reaperAlive reports whether a reaper holds the suite's reaper lock.
-func (l leaseFiles) reaperAlive() bool {
+func (l Files) ReaperAlive() bool {
 	f, err := flockFile(l.reaperLock(), syscall.LOCK_EX, true)
 	if err != nil || f == nil {
 		return err == nil
@@ -307,7 +307,7 @@ func (l leaseFiles) reaperAlive() bool {
 }
 
 // idleSince reads when the suite went idle; zero when unknown.
-func (l leaseFiles) idleSince() time.Time {
+func (l Files) IdleSince() time.Time {
 	b, err := os.ReadFile(l.idleFile())
 	if err != nil {
 		return time.Time{}
@@ -319,7 +319,7 @@ func (l leaseFiles) idleSince() time.Time {
 	return t
 }
 
-func (l leaseFiles) setIdle(t time.Time) {
+func (l Files) SetIdle(t time.Time) {
 	if t.IsZero() {
 		os.Remove(l.idleFile())
 		return
@@ -341,7 +341,7 @@ func processAlive(pid int) bool {
 
 // holdReaperLock takes the reaper lock for the caller's lifetime; nil, nil
 // when another reaper holds it.
-func (l leaseFiles) holdReaperLock() (*os.File, error) {
+func (l Files) holdReaperLock() (*os.File, error) {
 	return flockFile(l.reaperLock(), syscall.LOCK_EX, true)
 }
 
