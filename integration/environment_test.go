@@ -450,8 +450,9 @@ func TestPostgresDefaultsForTests(t *testing.T) {
 // holds the published ports) stops with the last of them.
 func TestInfraStopsWithTheLastServiceContainer(t *testing.T) {
 	t.Parallel()
-	// Run-time limit: 2 × max_container_reuse_time + the start-up timeout.
-	env, _ := newEnv(t, cleanroom.Config{MaxContainerReuseTime: time.Second, ContainerStartupTimeout: 4 * time.Second},
+	// Run-time limit: 2 × max_container_reuse_time + the start-up timeout,
+	// which must leave a loaded machine time to start the container.
+	env, _ := newEnv(t, cleanroom.Config{MaxContainerReuseTime: time.Second, ContainerStartupTimeout: 15 * time.Second},
 		cleanroom.Generic("sleeper", busyboxImage, cleanroom.Port(7001), cleanroom.Cmd("sleep", "600")))
 	ctx := context.Background()
 	c, err := env.Get(ctx, "sleeper")
@@ -460,7 +461,7 @@ func TestInfraStopsWithTheLastServiceContainer(t *testing.T) {
 	}
 	pc := connect(t)
 	var state string
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
 		info, err := pc.InspectPod(ctx, c.PodID)
 		if err != nil {
 			t.Fatal(err)
@@ -476,5 +477,5 @@ func TestInfraStopsWithTheLastServiceContainer(t *testing.T) {
 			return
 		}
 	}
-	t.Errorf("30 s after its service container's 6 s run-time limit, pod %s is %s with a container running", c.PodName, state)
+	t.Errorf("a minute after its service container's 17 s run-time limit, pod %s is %s with a container running", c.PodName, state)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -18,13 +19,30 @@ import (
 // (or its context).
 type snapFake struct {
 	*fakeEngine
-	gate chan struct{}
+	gate    chan struct{}
+	commits *atomic.Int32
+	podGate chan struct{} // when set, the builder's pod is looked up only once it is closed
+}
+
+func (s snapFake) InspectPod(ctx context.Context, name string) (*podman.PodInfo, error) {
+	if s.podGate != nil && strings.Contains(name, "-snap-") {
+		<-s.podGate
+	}
+	return s.fakeEngine.InspectPod(ctx, name)
 }
 
 func (s snapFake) ImageID(context.Context, string) (string, error) { return "sha256:base", nil }
+
+// ImageExists: no snapshot image yet; the service's image is there.
+func (s snapFake) ImageExists(_ context.Context, ref string) (bool, error) {
+	return !strings.Contains(ref, "cleanroom-snapshot"), nil
+}
 func (s snapFake) Commit(ctx context.Context, container, ref string, changes []string) (string, error) {
 	select {
 	case <-s.gate:
+		if s.commits != nil {
+			s.commits.Add(1)
+		}
 		return "sha256:snap", nil
 	case <-ctx.Done():
 		return "", ctx.Err()
@@ -51,6 +69,7 @@ func TestCloseHonoursItsContext(t *testing.T) {
 	}
 	// The snapshot build is in its commit now, waiting.
 	time.Sleep(50 * time.Millisecond)
+	eng.commits = &atomic.Int32{} // counts the commits that went through
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	began := time.Now()
@@ -134,4 +153,30 @@ func TestStartupErrorsKeepTheirCause(t *testing.T) {
 func TestMain(m *testing.M) {
 	stderr = io.Discard
 	os.Exit(m.Run())
+}
+
+// A process that closes right after its first start (a package whose tests
+// are quick) still saves the snapshot that start began.
+func TestCloseRightAfterAStartSavesItsSnapshot(t *testing.T) {
+	f := newFakeEngine()
+	open := make(chan struct{})
+	close(open)
+	eng := snapFake{fakeEngine: f, gate: open, commits: &atomic.Int32{}, podGate: make(chan struct{})}
+	e, err := newEnvironment(Config{}.withDefaults(), eng, []Service{Generic("db", "example.com/db:1", Port(5000), Snapshot(), Ready(running(f)))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Get(context.Background(), "db"); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error)
+	go func() { closed <- e.Close(context.Background()) }()
+	time.Sleep(50 * time.Millisecond) // Close has begun; the build makes its pod only now
+	close(eng.podGate)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if n := eng.commits.Load(); n != 1 {
+		t.Errorf("%d snapshots committed by a process that closed right after its start, want 1", n)
+	}
 }

@@ -62,6 +62,7 @@ type Environment struct {
 	imageIDs      sync.Map // image → ID
 	imageCalls    sync.Map // image → *imageCall: a look-up or pull under way
 	snapWG        sync.WaitGroup
+	snapshotsDone bool            // Close has begun: no snapshot build starts (under mu)
 	snapCtx       context.Context // of snapshot builds; Close cancels it when its own context ends first
 	snapCancel    context.CancelFunc
 
@@ -323,10 +324,12 @@ func (e *Environment) Suite() string { return e.suite }
 func (e *Environment) Close(ctx context.Context) error {
 	e.closeOnce.Do(func() {
 		e.mu.Lock()
-		e.closed = true // no new pod, container or snapshot build from now on
+		e.snapshotsDone = true // no new snapshot build from now on
 		e.mu.Unlock()
-		// A snapshot being saved finishes and removes its builder; when ctx
-		// ends first, the build is cancelled (its builder still goes).
+		// A snapshot being saved finishes (it makes its builder's pod
+		// first, so the environment is not closed yet) and removes its
+		// builder; when ctx ends first, the build is cancelled (its builder
+		// still goes).
 		built := make(chan struct{})
 		go func() { e.snapWG.Wait(); close(built) }()
 		select {
@@ -336,6 +339,7 @@ func (e *Environment) Close(ctx context.Context) error {
 			<-built
 		}
 		e.mu.Lock()
+		e.closed = true // no new pod or container from now on
 		names := slices.Sorted(maps.Keys(e.pods))
 		ents := slices.Collect(maps.Values(e.byName))
 		e.mu.Unlock()

@@ -112,7 +112,7 @@ func rebuildRequested() bool {
 func (e *Environment) buildSnapshot(svc *Service, ref, key, baseID string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed {
+	if e.closed || e.snapshotsDone {
 		return
 	}
 	e.snapMu.Lock()
@@ -122,7 +122,7 @@ func (e *Environment) buildSnapshot(svc *Service, ref, key, baseID string) {
 	}
 	e.snapBuilding[ref] = true
 	e.snapMu.Unlock()
-	e.snapWG.Add(1) // under e.mu with closed unset: Close has not begun to wait
+	e.snapWG.Add(1) // under e.mu, before Close began to wait
 	go func() {
 		defer e.snapWG.Done()
 		ctx, cancel := context.WithTimeout(e.snapCtx, 2*e.cfg.ContainerStartupTimeout+time.Minute)
