@@ -12,10 +12,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cleanroom-go/cleanroom/internal/isolate"
 	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
-	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
@@ -223,9 +223,9 @@ func TestReadinessTimeoutCarriesTheLogTail(t *testing.T) {
 	// A protocol probe (HTTP): rootless Podman's port forwarder accepts a
 	// TCP connection to a port nothing listens on, so a bare TCP connect
 	// is only a heuristic there (see healthcheck.TCPSettle).
-	svc := cleanroom.Generic("stuck", busyboxImage, cleanroom.Port(7000),
-		cleanroom.Cmd("sh", "-c", `for i in $(seq 1 80); do echo "boot step $i"; done; echo "FATAL: config missing"; exec sleep 600`),
-		cleanroom.Ready(func(c *cleanroom.Container) healthcheck.Probe {
+	svc := cleanroom.Generic("stuck", busyboxImage, cleanroom.WithPort(7000),
+		cleanroom.WithCmd("sh", "-c", `for i in $(seq 1 80); do echo "boot step $i"; done; echo "FATAL: config missing"; exec sleep 600`),
+		cleanroom.WithReady(func(c *cleanroom.Container) healthcheck.Probe {
 			return healthcheck.HTTP("http://"+c.Addr(7000)+"/ready", 200)
 		}))
 	env, _ := newEnv(t, cleanroom.Config{ContainerStartupTimeout: 10 * time.Second}, svc)
@@ -257,7 +257,7 @@ func TestPerTestPodsWhenSingletonsAreOff(t *testing.T) {
 		for i := range 3 {
 			t.Run(fmt.Sprint(i), func(t *testing.T) {
 				t.Parallel()
-				rd := env.Redis(t)
+				rd := redisOf(t, env)
 				rdb := redis.NewClient(&redis.Options{Addr: rd.Addr(), Password: rd.Password()})
 				defer rdb.Close()
 				if err := rdb.Set(context.Background(), "k", t.Name(), 0).Err(); err != nil {
@@ -294,8 +294,8 @@ func TestResetEmptiesTablesAndKeys(t *testing.T) {
 	t.Parallel()
 	env, _ := newEnv(t, cleanroom.Config{}, cleanroom.Postgres(), cleanroom.Redis())
 	ctx := context.Background()
-	pg := env.Postgres(t)
-	rd := env.Redis(t)
+	pg := postgresOf(t, env)
+	rd := redisOf(t, env)
 	if pg.Container().PodID != rd.Container().PodID {
 		t.Errorf("postgres and redis are in different pods: %s, %s", pg.Container().PodName, rd.Container().PodName)
 	}
@@ -369,8 +369,8 @@ func TestResetKeepsLeasedRedisDatabases(t *testing.T) {
 	t.Parallel()
 	env, _ := newEnv(t, cleanroom.Config{}, cleanroom.Redis())
 	ctx := context.Background()
-	rd := env.Redis(t)
-	lease, err := isolation.LeaseDB(ctx, rd.Options(), t.Name())
+	rd := redisOf(t, env)
+	lease, err := isolate.LeaseDB(ctx, rd.Options(), t.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +395,7 @@ func TestResetKeepsLeasedRedisDatabases(t *testing.T) {
 		t.Errorf("unleased database %d after Reset: %d keys, %v", lease.DB+1, n, err)
 	}
 	// The lease itself is still there: nobody else gets the database.
-	other, err := isolation.LeaseDB(ctx, rd.Options(), "other")
+	other, err := isolate.LeaseDB(ctx, rd.Options(), "other")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +408,7 @@ func TestResetKeepsLeasedRedisDatabases(t *testing.T) {
 func TestPostgresDefaultsForTests(t *testing.T) {
 	t.Parallel()
 	env, _ := newEnv(t, cleanroom.Config{}, cleanroom.Postgres())
-	pg := env.Postgres(t)
+	pg := postgresOf(t, env)
 	conn, err := pgx.Connect(context.Background(), pg.URL())
 	if err != nil {
 		t.Fatal(err)
@@ -453,7 +453,7 @@ func TestInfraStopsWithTheLastServiceContainer(t *testing.T) {
 	// Run-time limit: 2 × max_container_reuse_time + the start-up timeout,
 	// which must leave a loaded machine time to start the container.
 	env, _ := newEnv(t, cleanroom.Config{MaxContainerReuseTime: time.Second, ContainerStartupTimeout: 15 * time.Second},
-		cleanroom.Generic("sleeper", busyboxImage, cleanroom.Port(7001), cleanroom.Cmd("sleep", "600")))
+		cleanroom.Generic("sleeper", busyboxImage, cleanroom.WithCmd("sleep", "600")))
 	ctx := context.Background()
 	c, err := env.Get(ctx, "sleeper")
 	if err != nil {
@@ -478,4 +478,24 @@ func TestInfraStopsWithTheLastServiceContainer(t *testing.T) {
 		}
 	}
 	t.Errorf("a minute after its service container's 17 s run-time limit, pod %s is %s with a container running", c.PodName, state)
+}
+
+// postgresOf and redisOf are the servers of env's services, started on
+// first use.
+func postgresOf(t *testing.T, env *cleanroom.Environment) *cleanroom.PostgresServer {
+	t.Helper()
+	c, err := env.Get(context.Background(), "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Postgres()
+}
+
+func redisOf(t *testing.T, env *cleanroom.Environment) *cleanroom.RedisServer {
+	t.Helper()
+	c, err := env.Get(context.Background(), "redis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Redis()
 }

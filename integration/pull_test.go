@@ -154,7 +154,7 @@ func TestServiceImageIsPulledFromTheRegistry(t *testing.T) {
 	c := connect(t)
 	ref := testRegistry + "/cleanroom/busybox:latest"
 	removeImage(t, c, ref)
-	env, log := newEnv(t, cleanroom.Config{}, cleanroom.Generic("fetched", ref, cleanroom.Cmd("sleep", "300")))
+	env, log := newEnv(t, cleanroom.Config{}, cleanroom.Generic("fetched", ref, cleanroom.WithCmd("sleep", "300")))
 	if _, err := env.Get(context.Background(), "fetched"); err != nil {
 		t.Fatalf("start a service whose image must be pulled: %v", err)
 	}

@@ -116,7 +116,7 @@ func TestSnapshotStartUpAndInvalidation(t *testing.T) {
 	}
 
 	// Another definition: the snapshot does not fit, a new one replaces it.
-	if st := startPostgres(t, suite, cleanroom.PostgresSetting("work_mem", "8MB")); st.Snapshot != 0 {
+	if st := startPostgres(t, suite, cleanroom.WithPostgresSetting("work_mem", "8MB")); st.Snapshot != 0 {
 		t.Errorf("changed definition: %+v; the old snapshot must not be used", st)
 	}
 	got := snapshots(t, suite)
@@ -133,12 +133,12 @@ func TestSnapshotStartUpAndInvalidation(t *testing.T) {
 	// which saves a new snapshot...
 	t.Setenv("CLEANROOM_RUN_ID", "rebuild-"+randomHex(4))
 	t.Setenv("CLEANROOM_REBUILD", "1")
-	if st := startPostgres(t, suite, cleanroom.PostgresSetting("work_mem", "8MB")); st.Snapshot != 0 {
+	if st := startPostgres(t, suite, cleanroom.WithPostgresSetting("work_mem", "8MB")); st.Snapshot != 0 {
 		t.Errorf("with CLEANROOM_REBUILD=1: %+v; want a plain start", st)
 	}
 	// ...that the next process of the same run uses: once per run, not once
 	// per package.
-	if st := startPostgres(t, suite, cleanroom.PostgresSetting("work_mem", "8MB")); st.Snapshot != 1 {
+	if st := startPostgres(t, suite, cleanroom.WithPostgresSetting("work_mem", "8MB")); st.Snapshot != 1 {
 		t.Errorf("with CLEANROOM_REBUILD=1, a second process of the run: %+v; want a start from the snapshot the first rebuilt", st)
 	}
 }

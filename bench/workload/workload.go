@@ -27,6 +27,7 @@ import (
 	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 	tcredis "github.com/testcontainers/testcontainers-go/modules/redis"
 
+	"github.com/cleanroom-go/cleanroom/internal/isolate"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 )
@@ -52,8 +53,18 @@ func Main(m *testing.M) {
 	case "cleanroom", "":
 		cleanroom.Main(m, cleanroom.Postgres(), cleanroom.Redis())
 	case "per-test":
-		os.Exit(cleanroom.Run(m, cleanroom.Config{DisableSingletonContainers: true, DisableSnapshots: true},
-			cleanroom.Postgres(), cleanroom.Redis()))
+		cfg, err := cleanroom.LoadConfig("")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		cfg.DisableSingletonContainers, cfg.DisableSnapshots = true, true
+		env, err := cleanroom.New(context.Background(), cfg, cleanroom.Postgres(), cleanroom.Redis())
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(env.Run(m))
 	case "testcontainers":
 		os.Exit(testcontainersMain(m))
 	default:
@@ -111,7 +122,7 @@ func testcontainersMain(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
-	isolation.CloseAll()
+	isolate.CloseAll()
 	return code
 }
 
@@ -124,8 +135,8 @@ func Test(t *testing.T, i int) {
 		dbURL = isolation.NewDatabase(t, tc.pgURL, Migrations).URL
 		rdb = isolation.RedisDB(t, tc.redisOpts)
 	} else {
-		dbURL = cleanroom.PostgresFor(t).NewDatabase(t, Migrations).URL
-		rdb = cleanroom.RedisFor(t).DB(t)
+		dbURL = cleanroom.NewDatabase(t, Migrations).URL
+		rdb = cleanroom.RedisDB(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

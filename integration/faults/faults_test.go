@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/isolate"
 	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/internal/lease"
 	"github.com/cleanroom-go/cleanroom/internal/pull"
@@ -427,7 +428,7 @@ func TestDoneContextsEverywhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, err := isolation.Open(live, pg.Postgres().URL())
+	server, err := isolate.Open(live, pg.Postgres().URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +444,7 @@ func TestDoneContextsEverywhere(t *testing.T) {
 			"Get": func() error { _, err := env.Get(ctx, "postgres"); return err },
 			"GetOrCreate": func() error {
 				_, err := env.GetOrCreate(ctx, "extra", func() cleanroom.Service {
-					return cleanroom.Generic("extra", busyboxImage, cleanroom.Cmd("sleep", "60"))
+					return cleanroom.Generic("extra", busyboxImage, cleanroom.WithCmd("sleep", "60"))
 				})
 				return err
 			},
@@ -453,7 +454,7 @@ func TestDoneContextsEverywhere(t *testing.T) {
 			"PullWithProgress": func() error {
 				return pull.WithProgress(ctx, connect(t), "127.0.0.1:5000/cleanroom/none:1", pull.Options{})
 			},
-			"isolation.Open": func() error { _, err := isolation.Open(ctx, pg.Postgres().URL()); return err },
+			"isolate.Open": func() error { _, err := isolate.Open(ctx, pg.Postgres().URL()); return err },
 			"Server.CreateDatabase": func() error {
 				_, err := server.CreateDatabase(ctx, "TestCtx", isolation.MigrateFunc("ctx-1", func(context.Context, *sql.DB) error { return nil }))
 				return err
@@ -462,11 +463,11 @@ func TestDoneContextsEverywhere(t *testing.T) {
 				_, err := server.CreateSchema(ctx, "TestCtx", isolation.MigrateFunc("ctx-1", func(context.Context, *sql.DB) error { return nil }))
 				return err
 			},
-			"isolation.LeaseDB": func() error {
-				_, err := isolation.LeaseDB(ctx, rd.Redis().Options(), "TestCtx")
+			"isolate.LeaseDB": func() error {
+				_, err := isolate.LeaseDB(ctx, rd.Redis().Options(), "TestCtx")
 				return err
 			},
-			"isolation.FlushUnleased": func() error { return isolation.FlushUnleased(ctx, rd.Redis().Options()) },
+			"isolate.FlushUnleased": func() error { return isolate.FlushUnleased(ctx, rd.Redis().Options()) },
 			"healthcheck.Wait": func() error {
 				return healthcheck.Wait(ctx, healthcheck.TCP(pg.Addr(5432)), healthcheck.Options{})
 			},

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/cleanroom-go/cleanroom/internal/isolate"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 )
@@ -26,14 +28,18 @@ var plainMigrations = isolation.SQLDir(os.DirFS("testdata/plain"), ".")
 func BenchmarkIsolation(b *testing.B) {
 	pg := cleanroom.PostgresFor(b)
 	ctx := context.Background()
-	s, err := isolation.Open(ctx, pg.URL())
+	s, err := isolate.Open(ctx, pg.URL())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
 
 	b.Run("transaction", func(b *testing.B) {
-		pool := pg.Pool(b)
+		pool, err := pgxpool.New(ctx, pg.URL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pool.Close()
 		for range b.N {
 			tx, err := pool.Begin(ctx)
 			if err != nil {
@@ -64,7 +70,7 @@ func BenchmarkIsolation(b *testing.B) {
 
 	b.Run("template-database-10-tables", func(b *testing.B) {
 		// The clone itself: a Server without warm pool.
-		s, err := isolation.OpenWithPool(ctx, pg.URL(), 0)
+		s, err := isolate.OpenWithPool(ctx, pg.URL(), 0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -102,7 +108,7 @@ func BenchmarkIsolation(b *testing.B) {
 		var took []time.Duration
 		for range b.N {
 			b.StopTimer()
-			for deadline := time.Now().Add(time.Minute); s.WarmClones() < isolation.DefaultPoolSize; time.Sleep(time.Millisecond) {
+			for deadline := time.Now().Add(time.Minute); s.WarmClones() < isolate.DefaultPoolSize; time.Sleep(time.Millisecond) {
 				if time.Now().After(deadline) {
 					b.Fatalf("the pool holds %d clones after a minute", s.WarmClones())
 				}
@@ -143,7 +149,7 @@ func BenchmarkIsolation(b *testing.B) {
 	b.Run("redis-database-lease", func(b *testing.B) {
 		rd := cleanroom.RedisFor(b)
 		for range b.N {
-			l, err := isolation.LeaseDB(ctx, rd.Options(), "bench")
+			l, err := isolate.LeaseDB(ctx, rd.Options(), "bench")
 			if err != nil {
 				b.Fatal(err)
 			}

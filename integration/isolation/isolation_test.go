@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cleanroom-go/cleanroom/internal/isolate"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 )
@@ -31,11 +32,22 @@ func TestMain(m *testing.M) {
 	cleanroom.Main(m, cleanroom.Postgres(), cleanroom.Redis())
 }
 
+// adminPool is a pool on the server's own database, closed when t ends.
+func adminPool(t *testing.T, pg *cleanroom.PostgresServer) *pgxpool.Pool {
+	t.Helper()
+	p, err := pgxpool.New(context.Background(), pg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
 // count runs a counting query on the server.
 func count(t *testing.T, pg *cleanroom.PostgresServer, query string, args ...any) int {
 	t.Helper()
 	var n int
-	if err := pg.Pool(t).QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+	if err := adminPool(t, pg).QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", query, err)
 	}
 	return n
@@ -65,7 +77,7 @@ func checkOwn(t *testing.T, q isolation.Querier) {
 func TestTransactionPerTest(t *testing.T) {
 	pg := cleanroom.PostgresFor(t)
 	ctx := context.Background()
-	pool := pg.Pool(t)
+	pool := adminPool(t, pg)
 	if _, err := pool.Exec(ctx, "CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY, owner text NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +85,7 @@ func TestTransactionPerTest(t *testing.T) {
 		for i := range parallel {
 			t.Run(fmt.Sprint(i), func(t *testing.T) {
 				t.Parallel()
-				checkOwn(t, pg.Tx(t))
+				checkOwn(t, cleanroom.Tx(t))
 			})
 		}
 	})
@@ -86,13 +98,12 @@ func TestTransactionPerTest(t *testing.T) {
 }
 
 func TestDatabaseSQLTransactionPerTest(t *testing.T) {
-	pg := cleanroom.PostgresFor(t)
-	db := pg.NewDatabase(t, migrations).DB(t) // database/sql, pgx driver
+	db := cleanroom.NewDatabase(t, migrations).DB() // database/sql, pgx driver
 	t.Run("tests", func(t *testing.T) {
 		for i := range 10 {
 			t.Run(fmt.Sprint(i), func(t *testing.T) {
 				t.Parallel()
-				tx := isolation.Tx(t, db)
+				tx := isolation.SQLTx(t, db)
 				if _, err := tx.Exec("INSERT INTO items (id, owner) VALUES (1, $1)", t.Name()); err != nil {
 					t.Fatal(err)
 				}
@@ -118,8 +129,8 @@ func TestSchemaPerTest(t *testing.T) {
 		for i := range parallel {
 			t.Run(fmt.Sprint(i), func(t *testing.T) {
 				t.Parallel()
-				sc := pg.NewSchema(t, migrations)
-				checkOwn(t, sc.Pool(t)) // "items" resolves to the test's schema
+				sc := cleanroom.NewSchema(t, migrations)
+				checkOwn(t, sc.Pool()) // "items" resolves to the test's schema
 			})
 		}
 	})
@@ -136,7 +147,7 @@ func TestDatabasePerTest(t *testing.T) {
 		for i := range parallel {
 			t.Run(fmt.Sprint(i), func(t *testing.T) {
 				t.Parallel()
-				db := pg.NewDatabase(t, migrations)
+				db := cleanroom.NewDatabase(t, migrations)
 				mu.Lock()
 				given = append(given, db.Name)
 				mu.Unlock()
@@ -154,7 +165,7 @@ func TestDatabasePerTest(t *testing.T) {
 			})
 		}
 	})
-	isolation.FlushAll() // the drops happen in the background
+	isolate.FlushAll() // the drops happen in the background
 	if n := count(t, pg, "SELECT count(*) FROM pg_database WHERE datname = ANY($1)", given); len(given) != parallel || n != 0 {
 		t.Errorf("%d of the %d databases given to the tests survive them", n, len(given))
 	}
@@ -170,7 +181,7 @@ func TestRedisDatabasePerTest(t *testing.T) {
 		for i := range parallel {
 			t.Run(fmt.Sprint(i), func(t *testing.T) {
 				t.Parallel()
-				c := rd.DB(t)
+				c := cleanroom.RedisDB(t)
 				if err := c.SetNX(ctx, "contested", t.Name(), 0).Err(); err != nil {
 					t.Fatal(err)
 				}
@@ -186,7 +197,7 @@ func TestRedisDatabasePerTest(t *testing.T) {
 	// Other packages of the run share the server: look for this test's.
 	admin := redis.NewClient(rd.Options())
 	defer admin.Close()
-	keys, err := admin.Keys(ctx, isolation.LeaseKeyPrefix+"*").Result()
+	keys, err := admin.Keys(ctx, isolate.LeaseKeyPrefix+"*").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,8 +243,7 @@ func TestRedisPrefixPerTest(t *testing.T) {
 }
 
 func TestTruncateWithExcludes(t *testing.T) {
-	pg := cleanroom.PostgresFor(t)
-	db := pg.NewDatabase(t, migrations)
+	db := cleanroom.NewDatabase(t, migrations)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, db.URL)
 	if err != nil {
@@ -272,10 +282,9 @@ func TestTruncateWithExcludes(t *testing.T) {
 // alone: their tests may be running in other processes.
 func TestTruncateLeavesTestSchemas(t *testing.T) {
 	t.Parallel()
-	pg := cleanroom.PostgresFor(t)
-	db := pg.NewDatabase(t, migrations)
+	db := cleanroom.NewDatabase(t, migrations)
 	ctx := context.Background()
-	s, err := isolation.Open(ctx, db.URL)
+	s, err := isolate.Open(ctx, db.URL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cleanroom-go/cleanroom/internal/isolate"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 )
@@ -122,7 +123,7 @@ func TestStuckServerHoldsUpNoOtherServer(t *testing.T) {
 // that may be another test's by then.
 func TestLostRedisLeaseFailsTheTest(t *testing.T) {
 	// Not parallel: the TTL is read from the environment.
-	t.Setenv(isolation.LeaseTTLEnv, "1")
+	t.Setenv(isolate.LeaseTTLEnv, "1")
 	rd := cleanroom.RedisFor(t)
 	ctx := context.Background()
 	holder := &recordingTB{name: "TestHoldsALease"}
@@ -131,7 +132,7 @@ func TestLostRedisLeaseFailsTheTest(t *testing.T) {
 
 	admin := redis.NewClient(rd.Options())
 	defer admin.Close()
-	if err := admin.Del(ctx, isolation.LeaseKeyPrefix+strconv.Itoa(db)).Err(); err != nil {
+	if err := admin.Del(ctx, isolate.LeaseKeyPrefix+strconv.Itoa(db)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	opts := rd.Options()

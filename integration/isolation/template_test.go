@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cleanroom-go/cleanroom/internal/isolate"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 )
@@ -48,7 +49,7 @@ func helperMain() int {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	url, version := os.Getenv(helperURL), os.Getenv(helperVersion)
-	s, err := isolation.Open(ctx, url)
+	s, err := isolate.Open(ctx, url)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -69,7 +70,7 @@ func helperMain() int {
 func TestTemplateIsBuiltOnceAcrossProcesses(t *testing.T) {
 	pg := cleanroom.PostgresFor(t)
 	ctx := context.Background()
-	if _, err := pg.Pool(t).Exec(ctx, "CREATE TABLE IF NOT EXISTS builds (version text, pid int)"); err != nil {
+	if _, err := adminPool(t, pg).Exec(ctx, "CREATE TABLE IF NOT EXISTS builds (version text, pid int)"); err != nil {
 		t.Fatal(err)
 	}
 	version := fmt.Sprintf("two-processes-%d", time.Now().UnixNano())
@@ -101,7 +102,7 @@ func TestTemplateIsBuiltOnceAcrossProcesses(t *testing.T) {
 func TestUnfinishedTemplateIsRebuilt(t *testing.T) {
 	pg := cleanroom.PostgresFor(t)
 	ctx := context.Background()
-	if _, err := pg.Pool(t).Exec(ctx, "CREATE TABLE IF NOT EXISTS builds (version text, pid int)"); err != nil {
+	if _, err := adminPool(t, pg).Exec(ctx, "CREATE TABLE IF NOT EXISTS builds (version text, pid int)"); err != nil {
 		t.Fatal(err)
 	}
 	version := fmt.Sprintf("crashed-%d", time.Now().UnixNano())
@@ -109,7 +110,7 @@ func TestUnfinishedTemplateIsRebuilt(t *testing.T) {
 
 	// A build that crashed: the template database exists but was never
 	// marked finished.
-	s, err := isolation.Open(ctx, pg.URL())
+	s, err := isolate.Open(ctx, pg.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,11 +122,11 @@ func TestUnfinishedTemplateIsRebuilt(t *testing.T) {
 	if err := s.DropDatabase(ctx, db.Name); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pg.Pool(t).Exec(ctx, "ALTER DATABASE "+pgx.Identifier{db.Template}.Sanitize()+" WITH IS_TEMPLATE false ALLOW_CONNECTIONS true"); err != nil {
+	if _, err := adminPool(t, pg).Exec(ctx, "ALTER DATABASE "+pgx.Identifier{db.Template}.Sanitize()+" WITH IS_TEMPLATE false ALLOW_CONNECTIONS true"); err != nil {
 		t.Fatal(err)
 	}
 
-	s2, err := isolation.Open(ctx, pg.URL()) // a new process, as far as caches go
+	s2, err := isolate.Open(ctx, pg.URL()) // a new process, as far as caches go
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func TestUnfinishedTemplateIsRebuilt(t *testing.T) {
 	// CLEANROOM_REBUILD=1 rebuilds a finished one too, once per run.
 	t.Setenv("CLEANROOM_RUN_ID", fmt.Sprintf("rebuild-%d", time.Now().UnixNano()))
 	t.Setenv("CLEANROOM_REBUILD", "1")
-	s3, err := isolation.Open(ctx, pg.URL())
+	s3, err := isolate.Open(ctx, pg.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +182,7 @@ func TestUnfinishedTemplateIsRebuilt(t *testing.T) {
 	}
 	// A new run rebuilds it again.
 	t.Setenv("CLEANROOM_RUN_ID", fmt.Sprintf("rebuild-again-%d", time.Now().UnixNano()))
-	s4, err := isolation.Open(ctx, pg.URL())
+	s4, err := isolate.Open(ctx, pg.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +206,7 @@ func TestFailedTestKeepsItsDatabase(t *testing.T) {
 	passing := &recordingTB{name: "TestPasses"}
 	db := isolation.NewDatabase(passing, pg.URL(), migrations)
 	passing.finish()
-	isolation.FlushAll() // the drop happens in the background
+	isolate.FlushAll() // the drop happens in the background
 	if exists(db.Name) || len(passing.logs) != 0 || len(passing.errs) != 0 {
 		t.Errorf("a passing test's database: exists %v, logs %v, errors %v; want dropped, silent", exists(db.Name), passing.logs, passing.errs)
 	}
@@ -230,7 +231,7 @@ func TestFailedTestKeepsItsDatabase(t *testing.T) {
 	if b, err := os.ReadFile(file); !ok || err != nil || strings.TrimSpace(string(b)) != db.URL {
 		t.Errorf("the log line %q does not lead to the database's URL (file %q: %v)", failing.logs[0], file, err)
 	}
-	if _, err := pg.Pool(t).Exec(context.Background(), "DROP DATABASE "+pgx.Identifier{db.Name}.Sanitize()+" WITH (FORCE)"); err != nil {
+	if _, err := adminPool(t, pg).Exec(context.Background(), "DROP DATABASE "+pgx.Identifier{db.Name}.Sanitize()+" WITH (FORCE)"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -241,7 +242,7 @@ func TestFailedTestKeepsItsDatabase(t *testing.T) {
 	if n := count(t, pg, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", sc.Name); n != 1 || len(failing.logs) != 1 || !strings.Contains(failing.logs[0], sc.Name) {
 		t.Errorf("a failed test's schema: %d left, logs %v", n, failing.logs)
 	}
-	if _, err := pg.Pool(t).Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{sc.Name}.Sanitize()+" CASCADE"); err != nil {
+	if _, err := adminPool(t, pg).Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{sc.Name}.Sanitize()+" CASCADE"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -255,7 +256,7 @@ func TestKeptPoolCloneSurvivesTheNextSweep(t *testing.T) {
 	exists := func(name string) bool {
 		return count(t, pg, "SELECT count(*) FROM pg_database WHERE datname = $1", name) == 1
 	}
-	s, err := isolation.Open(ctx, pg.URL())
+	s, err := isolate.Open(ctx, pg.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +274,7 @@ func TestKeptPoolCloneSurvivesTheNextSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, db := range []*isolation.Database{kept, plain} {
+	for _, db := range []*isolate.Database{kept, plain} {
 		if !strings.HasPrefix(db.Name, s.ClonePrefix()) {
 			t.Fatalf("%s is not a pool clone", db.Name)
 		}
@@ -283,7 +284,7 @@ func TestKeptPoolCloneSurvivesTheNextSweep(t *testing.T) {
 	}
 	s.Close() // its owner lock goes: its taken clones look like a dead process's
 
-	next, err := isolation.Open(ctx, pg.URL())
+	next, err := isolate.Open(ctx, pg.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,10 +304,10 @@ func TestWarmPoolHandsOutReadyClonesAndLeavesNone(t *testing.T) {
 	pg := cleanroom.PostgresFor(t)
 	ctx := context.Background()
 	// A clone left by a process that died: its owner holds no lock.
-	if _, err := pg.Pool(t).Exec(ctx, "CREATE DATABASE tp_deadbeef_leftover"); err != nil {
+	if _, err := adminPool(t, pg).Exec(ctx, "CREATE DATABASE tp_deadbeef_leftover"); err != nil {
 		t.Fatal(err)
 	}
-	s, err := isolation.Open(ctx, pg.URL())
+	s, err := isolate.Open(ctx, pg.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,12 +319,12 @@ func TestWarmPoolHandsOutReadyClonesAndLeavesNone(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.DropDatabaseLater(db.Name)
-	for deadline := time.Now().Add(30 * time.Second); s.WarmClones() < isolation.DefaultPoolSize && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(30 * time.Second); s.WarmClones() < isolate.DefaultPoolSize && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
 	mine := s.ClonePrefix() + "%"
-	if n := count(t, pg, `SELECT count(*) FROM pg_database WHERE datname LIKE $1`, mine); n != isolation.DefaultPoolSize {
-		t.Fatalf("%d warm clones on the server, want %d", n, isolation.DefaultPoolSize)
+	if n := count(t, pg, `SELECT count(*) FROM pg_database WHERE datname LIKE $1`, mine); n != isolate.DefaultPoolSize {
+		t.Fatalf("%d warm clones on the server, want %d", n, isolate.DefaultPoolSize)
 	}
 	taken, err := s.CreateDatabase(ctx, t.Name(), migrations)
 	if err != nil {
@@ -357,13 +358,15 @@ func TestSweepSeesOwnersOpenedOnAnotherDatabase(t *testing.T) {
 	pg := cleanroom.PostgresFor(t)
 	ctx := context.Background()
 	other := "sweep_other_" + strings.ToLower(randomSuffix())
-	if _, err := pg.Pool(t).Exec(ctx, "CREATE DATABASE "+other); err != nil {
+	if _, err := adminPool(t, pg).Exec(ctx, "CREATE DATABASE "+other); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = pg.Pool(t).Exec(context.Background(), "DROP DATABASE IF EXISTS "+other+" WITH (FORCE)") })
+	t.Cleanup(func() {
+		_, _ = adminPool(t, pg).Exec(context.Background(), "DROP DATABASE IF EXISTS "+other+" WITH (FORCE)")
+	})
 	otherURL := strings.Replace(pg.URL(), "/"+pg.Database()+"?", "/"+other+"?", 1)
 
-	live, err := isolation.Open(ctx, pg.URL())
+	live, err := isolate.Open(ctx, pg.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +388,7 @@ func TestSweepSeesOwnersOpenedOnAnotherDatabase(t *testing.T) {
 		t.Fatalf("%s is not a pool clone", inUse.Name)
 	}
 
-	sweeper, err := isolation.Open(ctx, otherURL) // sweeps at Open
+	sweeper, err := isolate.Open(ctx, otherURL) // sweeps at Open
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +420,7 @@ func TestSweepRacesWithKeepAndClose(t *testing.T) {
 					return
 				default:
 				}
-				s, err := isolation.OpenWithPool(ctx, pg.URL(), 1)
+				s, err := isolate.OpenWithPool(ctx, pg.URL(), 1)
 				if err != nil {
 					t.Error(err)
 					return
@@ -429,7 +432,7 @@ func TestSweepRacesWithKeepAndClose(t *testing.T) {
 	defer func() { close(stop); sweepers.Wait() }()
 
 	for i := range 15 {
-		owner, err := isolation.OpenWithPool(ctx, pg.URL(), 2)
+		owner, err := isolate.OpenWithPool(ctx, pg.URL(), 2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -454,7 +457,7 @@ func TestSweepRacesWithKeepAndClose(t *testing.T) {
 		owner.DropDatabaseLater(first.Name)
 		owner.Close()
 
-		next, err := isolation.OpenWithPool(ctx, pg.URL(), 1) // sweeps at Open
+		next, err := isolate.OpenWithPool(ctx, pg.URL(), 1) // sweeps at Open
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -37,13 +37,18 @@ func victim() int {
 		fmt.Println(err)
 		return 1
 	}
-	return cleanroom.Run(victimM{}, cfg, cleanroom.Postgres(), cleanroom.Redis())
+	env, err := cleanroom.New(context.Background(), cfg, cleanroom.Postgres(), cleanroom.Redis())
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	return env.Run(victimM{env})
 }
 
-type victimM struct{}
+type victimM struct{ env *cleanroom.Environment }
 
-func (victimM) Run() int {
-	env := cleanroom.Default()
+func (v victimM) Run() int {
+	env := v.env
 	for _, svc := range []string{"postgres", "redis"} {
 		if _, err := env.Get(context.Background(), svc); err != nil {
 			fmt.Println(err)
@@ -163,7 +168,7 @@ func TestOneRunSharesOnePod(t *testing.T) {
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("created in the run of 3 packages with -p %s: %v; want %v\n%s", p, got, want, summaries(out))
 			}
-			waitGone(t, c, suite, cleanroom.DefaultGracePeriod+15*time.Second)
+			waitGone(t, c, suite, 10*time.Second+15*time.Second)
 		})
 	}
 }

@@ -18,10 +18,24 @@ import (
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
+// env is the package's environment: a custom TestMain, so that the test can
+// read its statistics.
+var env *cleanroom.Environment
+
 func TestMain(m *testing.M) {
 	// The images come from CLEANROOM_POSTGRES_IMAGE / CLEANROOM_REDIS_IMAGE
 	// (set by the Makefile to the locally built ones).
-	cleanroom.Main(m, cleanroom.Postgres(), cleanroom.Redis())
+	cfg, err := cleanroom.LoadConfig("")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	env, err = cleanroom.New(context.Background(), cfg, cleanroom.Postgres(), cleanroom.Redis())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(env.Run(m))
 }
 
 const parallel = 50
@@ -69,7 +83,6 @@ func TestFiftyParallelTestsShareOneContainerPerService(t *testing.T) {
 		}
 	})
 
-	env := cleanroom.Default()
 	st := env.Stats()
 	// Another package of the run may have started them: then this one adopted.
 	if st.Started+st.Adopted != 2 || st.Replaced != 0 || st.PerTest != 0 {
@@ -102,8 +115,5 @@ func TestFiftyParallelTestsShareOneContainerPerService(t *testing.T) {
 	}
 	if services["postgres"] != 1 || services["redis"] != 1 || len(services) != 2 || len(pods) != 1 {
 		t.Errorf("engine has containers %v in %d pods; want one postgres and one redis in one pod", services, len(pods))
-	}
-	if os.Getenv("CLEANROOM_DEBUG") != "" {
-		t.Logf("registry: %+v", env.Registry())
 	}
 }

@@ -60,7 +60,7 @@ func TestCloseHonoursItsContext(t *testing.T) {
 	f := newFakeEngine()
 	eng := snapFake{fakeEngine: f, gate: make(chan struct{})}
 	defer close(eng.gate)
-	e, err := newEnvironment(Config{}.withDefaults(), eng, []Service{Generic("db", "example.com/db:1", Port(5000), Snapshot(), Ready(running(f)))})
+	e, err := newEnvironment(Config{}.withDefaults(), eng, []Service{Generic("db", "example.com/db:1", WithPort(5000), WithSnapshot(), WithReady(running(f)))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	ran := make(chan struct{})
 	go func() {
 		defer close(ran)
-		Run(m, Config{}, Generic("web", "example.com/web:1"))
+		runWith(m, Config{}, Generic("web", "example.com/web:1"))
 	}()
 	for i := 0; i < 5000 && code() == -1; i++ {
 		time.Sleep(time.Millisecond)
@@ -122,7 +122,7 @@ func TestStartupErrorsKeepTheirCause(t *testing.T) {
 	never := func(c *Container) healthcheck.Probe {
 		return healthcheck.Func("never", func(context.Context) error { return errors.New("connection refused") })
 	}
-	e, _, _ := webEnv(t, Config{ContainerStartupTimeout: 200 * time.Millisecond}, Ready(never))
+	e, _, _ := webEnv(t, Config{ContainerStartupTimeout: 200 * time.Millisecond}, WithReady(never))
 	_, err := e.Get(context.Background(), "web")
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "wait ready (200ms)") {
 		t.Errorf("a start that timed out: %v; want context.DeadlineExceeded and the timeout named", err)
@@ -133,7 +133,7 @@ func TestStartupErrorsKeepTheirCause(t *testing.T) {
 	dies := func(c *Container) healthcheck.Probe {
 		return healthcheck.Func("dies", func(context.Context) error { f.kill(c.ID); id = c.ID; return errors.New("connection refused") })
 	}
-	e2, err := newEnvironment(Config{ContainerStartupTimeout: 10 * time.Second}.withDefaults(), f, []Service{Generic("web", "example.com/web:1", Port(80), Ready(dies))})
+	e2, err := newEnvironment(Config{ContainerStartupTimeout: 10 * time.Second}.withDefaults(), f, []Service{Generic("web", "example.com/web:1", WithPort(80), WithReady(dies))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestCloseRightAfterAStartSavesItsSnapshot(t *testing.T) {
 	open := make(chan struct{})
 	close(open)
 	eng := snapFake{fakeEngine: f, gate: open, commits: &atomic.Int32{}, podGate: make(chan struct{})}
-	e, err := newEnvironment(Config{}.withDefaults(), eng, []Service{Generic("db", "example.com/db:1", Port(5000), Snapshot(), Ready(running(f)))})
+	e, err := newEnvironment(Config{}.withDefaults(), eng, []Service{Generic("db", "example.com/db:1", WithPort(5000), WithSnapshot(), WithReady(running(f)))})
 	if err != nil {
 		t.Fatal(err)
 	}

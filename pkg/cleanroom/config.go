@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,18 +21,18 @@ import (
 	"github.com/cleanroom-go/cleanroom/internal/pull"
 )
 
-// ConfigFile is the name of the configuration file LoadConfig looks for.
-const ConfigFile = "cleanroom.toml"
+// configFile is the name of the configuration file LoadConfig looks for.
+const configFile = "cleanroom.toml"
 
 // Defaults of Config's durations, as in ADR-002's development configuration.
 const (
-	DefaultStartupTimeout      = 60 * time.Second
-	DefaultHealthCheckInterval = 30 * time.Second
-	DefaultMaxReuseTime        = time.Hour
-	// DefaultGracePeriod: with `go test -p 1`, the next package's test binary
+	defaultStartupTimeout      = 60 * time.Second
+	defaultHealthCheckInterval = 30 * time.Second
+	defaultMaxReuseTime        = time.Hour
+	// defaultGracePeriod: with `go test -p 1`, the next package's test binary
 	// is linked after the previous one ended; 3.5–4.5 s were measured here
 	// with a warm build cache.
-	DefaultGracePeriod = 10 * time.Second
+	defaultGracePeriod = 10 * time.Second
 )
 
 // Config tunes an Environment. The zero value is the default configuration;
@@ -101,16 +103,16 @@ type Config struct {
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
 	if c.ContainerStartupTimeout == 0 {
-		c.ContainerStartupTimeout = DefaultStartupTimeout
+		c.ContainerStartupTimeout = defaultStartupTimeout
 	}
 	if c.ContainerHealthCheckInterval == 0 {
-		c.ContainerHealthCheckInterval = DefaultHealthCheckInterval
+		c.ContainerHealthCheckInterval = defaultHealthCheckInterval
 	}
 	if c.MaxContainerReuseTime == 0 {
-		c.MaxContainerReuseTime = DefaultMaxReuseTime
+		c.MaxContainerReuseTime = defaultMaxReuseTime
 	}
 	if c.GracePeriod == 0 {
-		c.GracePeriod = DefaultGracePeriod
+		c.GracePeriod = defaultGracePeriod
 	}
 	if c.PullTimeout == 0 {
 		c.PullTimeout = pull.DefaultTimeout
@@ -205,7 +207,7 @@ func LoadConfig(dir string) (Config, error) {
 		if err != nil {
 			return Config{}, fmt.Errorf("load cleanroom config: %w", err)
 		}
-		if cfg, err = ParseConfig(data, path); err != nil {
+		if cfg, err = parseConfig(data, path); err != nil {
 			return Config{}, err
 		}
 	}
@@ -225,7 +227,7 @@ func findConfigFile(dir string) (string, error) {
 		return "", fmt.Errorf("load cleanroom config: %w", err)
 	}
 	for {
-		p := filepath.Join(dir, ConfigFile)
+		p := filepath.Join(dir, configFile)
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		} else if !errors.Is(err, os.ErrNotExist) {
@@ -259,91 +261,197 @@ var (
 	suiteNameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$`)
 )
 
-// ParseConfig parses the content of a cleanroom.toml; source names it in
-// errors. Only the [cleanroom] table is read; other tables are left to
-// other tools.
-func ParseConfig(data []byte, source string) (Config, error) {
+// fileConfig is the [cleanroom] table of cleanroom.toml as the TOML
+// decoder fills it; a nil field was not given.
+type fileConfig struct {
+	Cleanroom *struct {
+		EnableSingletonContainers *bool             `toml:"enable_singleton_containers"`
+		Snapshots                 *bool             `toml:"snapshots"`
+		ContainerStartupTimeout   *int64            `toml:"container_startup_timeout"`
+		HealthCheckInterval       *int64            `toml:"container_health_check_interval"`
+		MaxContainerReuseTime     *int64            `toml:"max_container_reuse_time"`
+		GracePeriod               *int64            `toml:"grace_period"`
+		KeepWarm                  *int64            `toml:"keep_warm"`
+		PullTimeout               *int64            `toml:"pull_timeout"`
+		Suite                     *string           `toml:"suite"`
+		BindAddress               *string           `toml:"bind_address"`
+		Connection                *string           `toml:"connection"`
+		Images                    map[string]string `toml:"images"`
+	} `toml:"cleanroom"`
+}
+
+// want says what a key takes, for errors.
+var want = map[string]string{
+	"enable_singleton_containers": "true or false",
+	"snapshots":                   "true or false",
+	"suite":                       "a name of letters, digits, dots, dashes and underscores (at most 40)",
+	"bind_address":                `an IP address (e.g. "0.0.0.0" or the engine host's address)`,
+	"connection":                  "a Podman URI string (unix:///…, tcp://…, ssh://…)",
+	"images":                      `a table ([cleanroom.images]) of service = "image"`,
+}
+
+// typeErrorRE reads the decoder's type errors: its line, key, and the type
+// it found.
+var typeErrorRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (?:incompatible types: TOML value has type (\w+)|type mismatch for .*: expected table but found (\w+))`)
+
+// parseErrorRE is the decoder's prefix of a syntax error.
+var parseErrorRE = regexp.MustCompile(`^toml: line \d+( \(last key "[^"]*"\))?: `)
+
+// valueAt is the value assigned on line (1-based, as text) of data, as
+// " (VALUE)", or "" when there is none.
+func valueAt(data []byte, line string) string {
+	n, err := strconv.Atoi(line)
+	lines := strings.Split(string(data), "\n")
+	if err != nil || n < 1 || n > len(lines) {
+		return ""
+	}
+	_, v, ok := strings.Cut(lines[n-1], "=")
+	if !ok || strings.TrimSpace(v) == "" {
+		return ""
+	}
+	return " (" + strings.TrimSpace(v) + ")"
+}
+
+// parseConfig parses the content of a cleanroom.toml; source names it in
+// errors, with the line. Only the [cleanroom] table is read; other tables
+// are left to other tools. Unknown keys are the decoder's undecoded ones.
+func parseConfig(data []byte, source string) (Config, error) {
 	cfg := Config{Source: source}
-	var doc map[string]any
-	if _, err := toml.Decode(string(data), &doc); err != nil {
+	var fc fileConfig
+	md, err := toml.Decode(string(data), &fc)
+	if err != nil {
+		if m := typeErrorRE.FindStringSubmatch(err.Error()); m != nil {
+			key := strings.TrimPrefix(m[2], "cleanroom.")
+			got := tomlTypeName(m[3]+m[4]) + valueAt(data, m[1])
+			if key == "cleanroom" {
+				return Config{}, fmt.Errorf("%s:%s: cleanroom must be a table ([cleanroom]), got %s", source, m[1], got)
+			}
+			return Config{}, fmt.Errorf("%s:%s: [cleanroom] %s: want %s, got %s", source, m[1], key, wantOf(key), got)
+		}
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return Config{}, fmt.Errorf("%s:%d: not valid TOML: %s", source, pe.Position.Line, parseErrorRE.ReplaceAllString(pe.Error(), ""))
+		}
 		return Config{}, fmt.Errorf("%s: not valid TOML: %w", source, err)
 	}
-	raw, ok := doc["cleanroom"]
-	if !ok {
+	if t := md.Type("cleanroom", "images"); t != "" && t != "Hash" {
+		return Config{}, fmt.Errorf("%s:%d: [cleanroom] images: want %s, got %s", source, lineOf(data, "images"), want["images"], strings.ToLower(t))
+	}
+	for _, k := range md.Undecoded() {
+		if len(k) < 2 || k[0] != "cleanroom" {
+			continue // another tool's table
+		}
+		return Config{}, fmt.Errorf("%s:%d: [cleanroom] %s: unknown key; known keys: %s", source, lineOf(data, k[len(k)-1]), strings.Join(k[1:], "."), strings.Join(knownKeys(), ", "))
+	}
+	c := fc.Cleanroom
+	if c == nil {
 		return cfg, nil
 	}
-	table, ok := raw.(map[string]any)
-	if !ok {
-		return Config{}, fmt.Errorf("%s: cleanroom must be a table ([cleanroom]), got %s", source, tomlType(raw))
+	where := func(key string) string { return fmt.Sprintf("%s:%d: [cleanroom] %s", source, lineOf(data, key), key) }
+	if c.EnableSingletonContainers != nil {
+		cfg.DisableSingletonContainers = !*c.EnableSingletonContainers
 	}
-	keys := make([]string, 0, len(table))
-	for k := range table {
-		keys = append(keys, k)
+	if c.Snapshots != nil {
+		cfg.DisableSnapshots = !*c.Snapshots
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		v := table[k]
-		where := fmt.Sprintf("%s: [cleanroom] %s", source, k)
-		switch {
-		case k == "enable_singleton_containers" || k == "snapshots":
-			b, ok := v.(bool)
-			if !ok {
-				return Config{}, fmt.Errorf("%s: want true or false, got %s", where, tomlType(v))
+	for key, v := range map[string]*int64{
+		"container_startup_timeout":       c.ContainerStartupTimeout,
+		"container_health_check_interval": c.HealthCheckInterval,
+		"max_container_reuse_time":        c.MaxContainerReuseTime,
+		"grace_period":                    c.GracePeriod,
+		"keep_warm":                       c.KeepWarm,
+		"pull_timeout":                    c.PullTimeout,
+	} {
+		if v == nil {
+			continue
+		}
+		d, err := seconds(*v, zeroAllowed[key])
+		if err != nil {
+			return Config{}, fmt.Errorf("%s: %w", where(key), err)
+		}
+		*durationKeys[key](&cfg) = d
+	}
+	if c.Suite != nil {
+		if !suiteNameRE.MatchString(*c.Suite) {
+			return Config{}, fmt.Errorf("%s: want %s, got %q", where("suite"), want["suite"], *c.Suite)
+		}
+		cfg.Suite = *c.Suite
+	}
+	if c.BindAddress != nil {
+		if net.ParseIP(*c.BindAddress) == nil {
+			return Config{}, fmt.Errorf("%s: want %s, got %q", where("bind_address"), want["bind_address"], *c.BindAddress)
+		}
+		cfg.BindAddress = *c.BindAddress
+	}
+	if c.Connection != nil {
+		if *c.Connection == "" {
+			return Config{}, fmt.Errorf("%s: want %s, got an empty string", where("connection"), want["connection"])
+		}
+		cfg.Connection = *c.Connection
+	}
+	if c.Images != nil {
+		cfg.Images = map[string]string{}
+		for _, svc := range slices.Sorted(maps.Keys(c.Images)) {
+			img := c.Images[svc]
+			at := fmt.Sprintf("%s:%d: [cleanroom.images] %s", source, lineOf(data, svc), svc)
+			if !serviceNameRE.MatchString(svc) {
+				return Config{}, fmt.Errorf("%s: not a service name (lower-case letters, digits, dashes)", at)
 			}
-			if k == "snapshots" {
-				cfg.DisableSnapshots = !b
-			} else {
-				cfg.DisableSingletonContainers = !b
+			if strings.TrimSpace(img) == "" {
+				return Config{}, fmt.Errorf("%s: want an image reference, got an empty string", at)
 			}
-		case durationKeys[k] != nil:
-			n, ok := v.(int64)
-			if !ok {
-				return Config{}, fmt.Errorf("%s: want whole seconds (e.g. %s = 60), got %s", where, k, tomlType(v))
-			}
-			d, err := seconds(n, zeroAllowed[k])
-			if err != nil {
-				return Config{}, fmt.Errorf("%s: %w", where, err)
-			}
-			*durationKeys[k](&cfg) = d
-		case k == "suite":
-			s, ok := v.(string)
-			if !ok || !suiteNameRE.MatchString(s) {
-				return Config{}, fmt.Errorf("%s: want a name of letters, digits, dots, dashes and underscores (at most 40), got %s", where, tomlType(v))
-			}
-			cfg.Suite = s
-		case k == "bind_address":
-			str, ok := v.(string)
-			if !ok || net.ParseIP(str) == nil {
-				return Config{}, fmt.Errorf("%s: want an IP address (e.g. \"0.0.0.0\" or the engine host's address), got %s", where, tomlType(v))
-			}
-			cfg.BindAddress = str
-		case k == "connection":
-			s, ok := v.(string)
-			if !ok || s == "" {
-				return Config{}, fmt.Errorf("%s: want a Podman URI string (unix:///…, tcp://…, ssh://…), got %s", where, tomlType(v))
-			}
-			cfg.Connection = s
-		case k == "images":
-			imgs, ok := v.(map[string]any)
-			if !ok {
-				return Config{}, fmt.Errorf("%s: want a table ([cleanroom.images]) of service = \"image\", got %s", where, tomlType(v))
-			}
-			cfg.Images = map[string]string{}
-			for svc, img := range imgs {
-				s, ok := img.(string)
-				if !ok || strings.TrimSpace(s) == "" {
-					return Config{}, fmt.Errorf("%s.%s: want an image reference string, got %s", where, svc, tomlType(img))
-				}
-				if !serviceNameRE.MatchString(svc) {
-					return Config{}, fmt.Errorf("%s.%s: not a service name (lower-case letters, digits, dashes)", where, svc)
-				}
-				cfg.Images[svc] = s
-			}
-		default:
-			return Config{}, fmt.Errorf("%s: unknown key; known keys: %s", where, strings.Join(knownKeys(), ", "))
+			cfg.Images[svc] = img
 		}
 	}
 	return cfg, nil
+}
+
+// wantOf says what key takes.
+func wantOf(key string) string {
+	if w, ok := want[key]; ok {
+		return w
+	}
+	if durationKeys[key] != nil {
+		return fmt.Sprintf("whole seconds (e.g. %s = 60)", key)
+	}
+	if strings.HasPrefix(key, "images.") {
+		return "an image reference string"
+	}
+	return "another type"
+}
+
+// tomlTypeName names a TOML type as the decoder reports it.
+func tomlTypeName(t string) string {
+	switch t {
+	case "int64":
+		return "an integer"
+	case "float64":
+		return "a float"
+	case "bool":
+		return "a boolean"
+	case "string":
+		return "a string"
+	case "map", "table":
+		return "a table"
+	case "slice", "array":
+		return "an array"
+	}
+	return t
+}
+
+// lineOf is the line of the first assignment to key in data (0 when none
+// is found): the decoder does not say where a key it did not use was.
+func lineOf(data []byte, key string) int {
+	for i, line := range strings.Split(string(data), "\n") {
+		l := strings.TrimSpace(line)
+		if rest, ok := strings.CutPrefix(l, key); ok && strings.HasPrefix(strings.TrimSpace(rest), "=") {
+			return i + 1
+		}
+		if rest, ok := strings.CutPrefix(l, `"`+key+`"`); ok && strings.HasPrefix(strings.TrimSpace(rest), "=") {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 func knownKeys() []string {
@@ -368,27 +476,6 @@ func seconds(n int64, zeroOK bool) (time.Duration, error) {
 		return 0, fmt.Errorf("%d seconds is too long", n)
 	}
 	return time.Duration(n) * time.Second, nil
-}
-
-func tomlType(v any) string {
-	switch x := v.(type) {
-	case string:
-		return fmt.Sprintf("string %q", x)
-	case int64:
-		return fmt.Sprintf("integer %d", x)
-	case float64:
-		return fmt.Sprintf("float %v", x)
-	case bool:
-		return fmt.Sprintf("boolean %v", x)
-	case map[string]any:
-		return "a table"
-	case []any, []map[string]any:
-		return "an array"
-	case nil:
-		return "nothing"
-	default:
-		return fmt.Sprintf("%T", v)
-	}
 }
 
 // applyEnv applies CLEANROOM_* overrides from environ ("KEY=value" items).

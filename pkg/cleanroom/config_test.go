@@ -12,7 +12,7 @@ import (
 )
 
 func TestParseConfigADRExamples(t *testing.T) {
-	cfg, err := ParseConfig([]byte(`
+	cfg, err := parseConfig([]byte(`
 [cleanroom]
 enable_singleton_containers = true
 container_startup_timeout = 120
@@ -41,7 +41,7 @@ anything = "is left alone"
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
 
-	cfg, err = ParseConfig([]byte("[cleanroom]\nenable_singleton_containers = false  # Disable for integration tests\ncontainer_startup_timeout = 30\n"), "x.toml")
+	cfg, err = parseConfig([]byte("[cleanroom]\nenable_singleton_containers = false  # Disable for integration tests\ncontainer_startup_timeout = 30\n"), "x.toml")
 	if err != nil || !cfg.DisableSingletonContainers || cfg.ContainerStartupTimeout != 30*time.Second {
 		t.Errorf("ADR testing configuration: %+v, %v", cfg, err)
 	}
@@ -49,24 +49,25 @@ anything = "is left alone"
 
 func TestParseConfigErrorsNameKeyAndFile(t *testing.T) {
 	for _, tc := range []struct{ toml, want string }{
-		{"[cleanroom]\ncontainer_startup_timout = 60", "ci/cleanroom.toml: [cleanroom] container_startup_timout: unknown key; known keys: bind_address, connection, container_health_check_interval"},
-		{"[cleanroom]\ncontainer_startup_timeout = \"60s\"", `container_startup_timeout: want whole seconds (e.g. container_startup_timeout = 60), got string "60s"`},
-		{"[cleanroom]\ncontainer_startup_timeout = 1.5", "container_startup_timeout: want whole seconds (e.g. container_startup_timeout = 60), got float 1.5"},
-		{"[cleanroom]\nmax_container_reuse_time = -5", "max_container_reuse_time: must be a positive number of seconds, got -5"},
+		{"[cleanroom]\ncontainer_startup_timout = 60", "ci/cleanroom.toml:2: [cleanroom] container_startup_timout: unknown key; known keys: bind_address, connection, container_health_check_interval, container_startup_timeout"},
+		{"[cleanroom]\n\ncontainer_startup_timeout = \"60s\"", `ci/cleanroom.toml:3: [cleanroom] container_startup_timeout: want whole seconds (e.g. container_startup_timeout = 60), got a string ("60s")`},
+		{"[cleanroom]\ncontainer_startup_timeout = 1.5", "ci/cleanroom.toml:2: [cleanroom] container_startup_timeout: want whole seconds (e.g. container_startup_timeout = 60), got a float (1.5)"},
+		{"[cleanroom]\nmax_container_reuse_time = -5", "ci/cleanroom.toml:2: [cleanroom] max_container_reuse_time: must be a positive number of seconds, got -5"},
 		{"[cleanroom]\ncontainer_health_check_interval = 0", "container_health_check_interval: must be a positive number of seconds, got 0"},
 		{"[cleanroom]\nmax_container_reuse_time = 9223372036854775807", "is too long"},
-		{"[cleanroom]\nenable_singleton_containers = \"yes\"", `enable_singleton_containers: want true or false, got string "yes"`},
+		{"[cleanroom]\nenable_singleton_containers = \"yes\"", `ci/cleanroom.toml:2: [cleanroom] enable_singleton_containers: want true or false, got a string ("yes")`},
 		{"[cleanroom]\nconnection = 5", "connection: want a Podman URI string"},
-		{"[cleanroom]\nbind_address = \"everywhere\"", `bind_address: want an IP address (e.g. "0.0.0.0" or the engine host's address), got string "everywhere"`},
+		{"[cleanroom]\nbind_address = \"everywhere\"", `bind_address: want an IP address (e.g. "0.0.0.0" or the engine host's address), got "everywhere"`},
 		{"[cleanroom]\nsuite = \"my suite\"", "suite: want a name of letters, digits"},
 		{"[cleanroom]\nkeep_warm = -1", "keep_warm: must be a positive number of seconds, got -1"},
-		{"[cleanroom]\nimages = \"postgres:15\"", "images: want a table"},
-		{"[cleanroom.images]\npostgres = 15", "images.postgres: want an image reference string, got integer 15"},
-		{"[cleanroom.images]\nBad_Name = \"x\"", "images.Bad_Name: not a service name"},
-		{"cleanroom = 1", "cleanroom must be a table"},
-		{"[cleanroom\n", "ci/cleanroom.toml: not valid TOML"},
+		{"[cleanroom]\nimages = \"postgres:15\"", "ci/cleanroom.toml:2: [cleanroom] images: want a table"},
+		{"[cleanroom.images]\npostgres = 15", "ci/cleanroom.toml:2: [cleanroom] images.postgres: want an image reference string, got an integer (15)"},
+		{"[cleanroom.images]\nBad_Name = \"x\"", "ci/cleanroom.toml:2: [cleanroom.images] Bad_Name: not a service name"},
+		{"cleanroom = 1", "ci/cleanroom.toml:1: cleanroom must be a table"},
+		{"[cleanroom\n", "ci/cleanroom.toml:2: not valid TOML: "},
+		{"[tool]\nunknown = 1\n[cleanroom]\nkeep_warm = 5\nsnapshots = 1", "ci/cleanroom.toml:5: [cleanroom] snapshots: want true or false, got an integer (1)"},
 	} {
-		_, err := ParseConfig([]byte(tc.toml), "ci/cleanroom.toml")
+		_, err := parseConfig([]byte(tc.toml), "ci/cleanroom.toml")
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "ci/cleanroom.toml") {
 			t.Errorf("%q:\n got %v\nwant %q (and the file name)", tc.toml, err, tc.want)
 		}
@@ -87,20 +88,20 @@ func TestLoadConfigWalksUpToTheModuleRoot(t *testing.T) {
 	}
 	write(filepath.Join(root, "go.mod"), "module example.com/app\n")
 	// Above the module root: must not be read.
-	write(filepath.Join(filepath.Dir(root), ConfigFile), "[cleanroom]\nbogus = 1\n")
+	write(filepath.Join(filepath.Dir(root), configFile), "[cleanroom]\nbogus = 1\n")
 
 	cfg, err := LoadConfig(pkg)
 	if err != nil || cfg.ContainerStartupTimeout != 0 || cfg.Source != "" {
 		t.Fatalf("no file up to the module root: %+v, %v; want the defaults", cfg, err)
 	}
 
-	write(filepath.Join(root, ConfigFile), "[cleanroom]\ncontainer_startup_timeout = 90\n")
+	write(filepath.Join(root, configFile), "[cleanroom]\ncontainer_startup_timeout = 90\n")
 	cfg, err = LoadConfig(pkg)
-	if err != nil || cfg.ContainerStartupTimeout != 90*time.Second || cfg.Source != filepath.Join(root, ConfigFile) {
+	if err != nil || cfg.ContainerStartupTimeout != 90*time.Second || cfg.Source != filepath.Join(root, configFile) {
 		t.Fatalf("file at the module root: %+v, %v", cfg, err)
 	}
 
-	write(filepath.Join(pkg, ConfigFile), "[cleanroom]\nmax_container_reuse_time = 10\n")
+	write(filepath.Join(pkg, configFile), "[cleanroom]\nmax_container_reuse_time = 10\n")
 	cfg, err = LoadConfig(pkg)
 	if err != nil || cfg.MaxContainerReuseTime != 10*time.Second || cfg.ContainerStartupTimeout != 0 {
 		t.Fatalf("the nearest file wins, alone: %+v, %v", cfg, err)
@@ -137,8 +138,8 @@ func TestLoadConfigWalksUpToTheModuleRoot(t *testing.T) {
 		})
 	}
 
-	write(filepath.Join(pkg, ConfigFile), "[cleanroom]\nmax_container_reuse_time = \"1h\"\n")
-	if _, err := LoadConfig(pkg); err == nil || !strings.Contains(err.Error(), filepath.Join(pkg, ConfigFile)) {
+	write(filepath.Join(pkg, configFile), "[cleanroom]\nmax_container_reuse_time = \"1h\"\n")
+	if _, err := LoadConfig(pkg); err == nil || !strings.Contains(err.Error(), filepath.Join(pkg, configFile)) {
 		t.Errorf("a bad file must be named with its path: %v", err)
 	}
 }
@@ -167,7 +168,7 @@ func FuzzParseConfig(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := ParseConfig(data, "fuzz.toml")
+		cfg, err := parseConfig(data, "fuzz.toml")
 		if err != nil {
 			if !strings.Contains(err.Error(), "fuzz.toml") {
 				t.Errorf("error without the file name: %v", err)

@@ -9,11 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
-
-	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 )
 
 // Container is a running service container as a test sees it: where to
@@ -59,29 +56,31 @@ func (c *Container) Addr(containerPort uint16) string {
 // started with.
 func (c *Container) Env(key string) string { return c.env[key] }
 
-// Postgres views the container as a PostgreSQL server (for a container of
-// the Postgres service, e.g. from Environment.Get).
+// Postgres views the container as a PostgreSQL server: for a container of
+// the Postgres service got with Environment.Get (PostgresFor gives it to a
+// test).
 func (c *Container) Postgres() *PostgresServer { return &PostgresServer{c: c} }
 
-// Redis views the container as a Redis server (for a container of the
-// Redis service).
+// Redis views the container as a Redis server: for a container of the
+// Redis service got with Environment.Get (RedisFor gives it to a test).
 func (c *Container) Redis() *RedisServer { return &RedisServer{c: c} }
 
-// PostgresServer is the suite's PostgreSQL server as a test sees it. Share
-// it freely between parallel tests; isolate their data with a database,
-// schema or transaction per test.
+// PostgresServer is the suite's PostgreSQL server: where it is and how to
+// log in. Share it freely between parallel tests; give each its own data
+// with NewDatabase, NewSchema or Tx.
 type PostgresServer struct{ c *Container }
 
 // Container is the container behind the server.
 func (p *PostgresServer) Container() *Container { return p.c }
 
-// Host is the address the server is published on.
+// Host is the address the server is published on (the bind address,
+// 127.0.0.1 by default).
 func (p *PostgresServer) Host() string { return p.c.Host() }
 
 // Port is the host port of the server.
 func (p *PostgresServer) Port() uint16 { return p.c.Port(postgresPort) }
 
-// User is the superuser name ("cleanroom" unless POSTGRES_USER is set).
+// User is the superuser's name ("cleanroom" unless POSTGRES_USER is set).
 func (p *PostgresServer) User() string { return p.c.Env("POSTGRES_USER") }
 
 // Password is the superuser's password, random per suite.
@@ -106,11 +105,10 @@ func (p *PostgresServer) urlOf(db string) string {
 	return u.String()
 }
 
-// Pool is a connection pool on Database shared by every test of this
-// process (at most 10 connections); it is closed with the environment. Do
-// not close it.
-func (p *PostgresServer) Pool(t TB) *pgxpool.Pool {
-	t.Helper()
+// sharedPool is a connection pool on Database shared by every test of this
+// process (at most 10 connections), for Tx; it is closed with the
+// environment.
+func (p *PostgresServer) sharedPool() (*pgxpool.Pool, error) {
 	c := p.c
 	c.poolOnce.Do(func() {
 		cfg, err := pgxpool.ParseConfig(p.URL())
@@ -124,36 +122,11 @@ func (p *PostgresServer) Pool(t TB) *pgxpool.Pool {
 			c.owner.onClose(c.pool.Close)
 		}
 	})
-	if c.poolErr != nil {
-		t.Fatalf("cleanroom: postgres pool: %v", c.poolErr)
-	}
-	return c.pool
+	return c.pool, c.poolErr
 }
 
-// Tx begins a transaction on Pool for test t and rolls it back when t
-// ends (isolation.PgxTx): sub-millisecond isolation for code that takes a
-// pgx.Tx or the pgx query interface. See package isolation for its limits.
-func (p *PostgresServer) Tx(t TB) pgx.Tx {
-	t.Helper()
-	return isolation.PgxTx(t, p.Pool(t))
-}
-
-// NewSchema gives t a schema of its own with the migrations applied
-// (isolation.NewSchema); its URL sets search_path to it.
-func (p *PostgresServer) NewSchema(t TB, m isolation.Migrator) *isolation.Schema {
-	t.Helper()
-	return isolation.NewSchema(t, p.URL(), m)
-}
-
-// NewDatabase gives t a database of its own, cloned from a template the
-// migrations built once for the whole run (isolation.NewDatabase); dropped
-// when t ends, kept (URL logged) when t failed.
-func (p *PostgresServer) NewDatabase(t TB, m isolation.Migrator) *isolation.Database {
-	t.Helper()
-	return isolation.NewDatabase(t, p.URL(), m)
-}
-
-// RedisServer is the suite's Redis server as a test sees it.
+// RedisServer is the suite's Redis server: where it is and its password.
+// Give each test a database of its own with RedisDB.
 type RedisServer struct{ c *Container }
 
 // Container is the container behind the server.
@@ -168,14 +141,6 @@ func (r *RedisServer) Password() string { return r.c.secret }
 // Options are go-redis options for database 0 of the server.
 func (r *RedisServer) Options() *redis.Options {
 	return &redis.Options{Addr: r.Addr(), Password: r.Password()}
-}
-
-// DB gives test t a logical database of its own, leased through the server
-// so that parallel packages never share one, flushed and given back when t
-// ends (isolation.RedisDB). The server has 64 logical databases.
-func (r *RedisServer) DB(t TB) *redis.Client {
-	t.Helper()
-	return isolation.RedisDB(t, r.Options())
 }
 
 // URL is redis://:password@host:port/0, for redis.ParseURL.

@@ -94,17 +94,13 @@ func (e *Environment) onClose(f func()) {
 	e.closers = append(e.closers, f)
 }
 
-// New validates cfg (with CLEANROOM_* environment variables applied over
-// it) and the services, connects to Podman and returns an Environment.
-// Nothing is created yet: a service's pod and container start on its first
-// use. Close the Environment when done.
+// New validates cfg and the services, connects to Podman and returns an
+// Environment; it reads no file and no environment variable (LoadConfig
+// does). Nothing is created yet: a service's pod and container start on
+// its first use. Run the tests with Run, or Close the Environment when
+// done.
 func New(ctx context.Context, cfg Config, services ...Service) (*Environment, error) {
-	// CLEANROOM_* variables are the operator's word: they win over the
-	// program's Config as over cleanroom.toml.
 	cfg.Images = maps.Clone(cfg.Images)
-	if err := applyEnv(&cfg, os.Environ()); err != nil {
-		return nil, err
-	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -115,15 +111,16 @@ func New(ctx context.Context, cfg Config, services ...Service) (*Environment, er
 				"set bind_address (CLEANROOM_BIND_ADDRESS) to an address of %s this machine can reach, or \"0.0.0.0\" for all of them", host, eps[0].URI, eps[0].Source, cfg.BindAddress, host)
 		}
 	}
+	// The services are checked before the engine is asked anything.
+	e, err := newEnvironment(cfg, nil, services)
+	if err != nil {
+		return nil, err
+	}
 	c, err := dialEngine(ctx, cfg.Connection)
 	if err != nil {
 		return nil, fmt.Errorf("cleanroom: %w", err)
 	}
-	e, err := newEnvironment(cfg, c, services)
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
+	e.eng = c
 	if pc, ok := c.(interface{ Endpoint() podman.Endpoint }); ok {
 		e.endpoint = pc.Endpoint()
 		if e.engineHost() != "" && cfg.Suite == "" {
@@ -280,33 +277,6 @@ type Stats struct {
 // Stats returns the counters so far.
 func (e *Environment) Stats() Stats {
 	return Stats{Started: e.started.Load(), Snapshot: e.fromSnapshot.Load(), Adopted: e.adopted.Load(), Reused: e.reused.Load(), Replaced: e.replaced.Load(), PerTest: e.perTest.Load()}
-}
-
-// Entry is one row of the registry.
-type Entry struct {
-	Service     string
-	PodID       string
-	ContainerID string
-	Created     time.Time
-	LastHealthy time.Time
-	Users       int // tests of this process attached now
-}
-
-// Registry returns the services that have a container now, by name.
-func (e *Environment) Registry() map[string]Entry {
-	e.mu.Lock()
-	ents := slices.Collect(maps.Values(e.byName))
-	e.mu.Unlock()
-	out := map[string]Entry{}
-	for _, ent := range ents {
-		ent.mu.Lock()
-		if c := ent.cur; c != nil {
-			out[ent.svc.name] = Entry{Service: ent.svc.name, PodID: c.PodID, ContainerID: c.ID,
-				Created: c.Created, LastHealthy: ent.lastHealthy, Users: ent.users}
-		}
-		ent.mu.Unlock()
-	}
-	return out
 }
 
 // Suite is the suite key: Config.Suite, or a hash of the module root, the

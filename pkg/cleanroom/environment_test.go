@@ -20,7 +20,7 @@ import (
 // engine, ready (and healthy) while the fake container runs.
 func webEnv(t *testing.T, cfg Config, opts ...Option) (*Environment, *fakeEngine, *logRecorder) {
 	t.Helper()
-	e, f, rec := testEnv(t, cfg, Generic("web", "example.com/web:1", append([]Option{Port(8080)}, opts...)...))
+	e, f, rec := testEnv(t, cfg, Generic("web", "example.com/web:1", append([]Option{WithPort(8080)}, opts...)...))
 	if svc := e.byName["web"].svc; svc.ready == nil {
 		svc.ready = running(f)
 	}
@@ -62,7 +62,7 @@ func TestConcurrentGetOrCreateCreatesOnce(t *testing.T) {
 func TestFailedCreationReachesEveryWaiterAndIsRetried(t *testing.T) {
 	f := newFakeEngine()
 	var ready atomic.Bool
-	svc := Generic("db", "example.com/db:1", Port(5432), Ready(func(c *Container) healthcheck.Probe {
+	svc := Generic("db", "example.com/db:1", WithPort(5432), WithReady(func(c *Container) healthcheck.Probe {
 		return healthcheck.Func("db handshake", func(context.Context) error {
 			if !ready.Load() {
 				return errors.New("the database system is starting up")
@@ -124,7 +124,7 @@ func TestHealthCheckBeforeReuse(t *testing.T) {
 
 	t.Run("cached within the interval", func(t *testing.T) {
 		probes.Store(0)
-		e, _, _ := webEnv(t, Config{ContainerHealthCheckInterval: time.Hour}, Health(counting))
+		e, _, _ := webEnv(t, Config{ContainerHealthCheckInterval: time.Hour}, WithHealth(counting))
 		for range 10 {
 			if _, err := e.Get(context.Background(), "web"); err != nil {
 				t.Fatal(err)
@@ -137,7 +137,7 @@ func TestHealthCheckBeforeReuse(t *testing.T) {
 
 	t.Run("probed after the interval", func(t *testing.T) {
 		probes.Store(0)
-		e, _, _ := webEnv(t, Config{ContainerHealthCheckInterval: time.Nanosecond}, Health(counting))
+		e, _, _ := webEnv(t, Config{ContainerHealthCheckInterval: time.Nanosecond}, WithHealth(counting))
 		for range 10 {
 			if _, err := e.Get(context.Background(), "web"); err != nil {
 				t.Fatal(err)
@@ -191,14 +191,14 @@ func TestOldContainerIsReplacedOnlyWhenNoTestUsesIt(t *testing.T) {
 
 	user := &fakeTB{name: "TestHolding"}
 	var held *Container
-	if !user.run(func(tb TB) { held = e2.Use(tb, "web") }) {
+	if !user.run(func(tb TB) { held = e2.use(tb, "web") }) {
 		t.Fatalf("Use: %s", user.fatal)
 	}
 	time.Sleep(60 * time.Millisecond) // older than max_container_reuse_time
 
 	other := &fakeTB{name: "TestOther"}
 	var got *Container
-	other.run(func(tb TB) { got = e2.Use(tb, "web") })
+	other.run(func(tb TB) { got = e2.use(tb, "web") })
 	if got != held {
 		t.Fatalf("a container in use was replaced for its age: held %s, got %s", held.ID, got.ID)
 	}
@@ -222,7 +222,7 @@ func TestPerTestContainersWhenSingletonsAreOff(t *testing.T) {
 	var ids []string
 	for i := range 3 {
 		tb := &fakeTB{name: "T"}
-		if !tb.run(func(tb TB) { ids = append(ids, e.Use(tb, "web").ID) }) {
+		if !tb.run(func(tb TB) { ids = append(ids, e.use(tb, "web").ID) }) {
 			t.Fatalf("Use %d: %s", i, tb.fatal)
 		}
 		if _, pods, live := f.counts(); pods != 1 || live != 1 {
@@ -256,7 +256,7 @@ func TestFallbackToPerTestWhenThePodCannotBeMade(t *testing.T) {
 	}
 	for i := range 2 {
 		tb := &fakeTB{name: "T"}
-		if !tb.run(func(tb TB) { e.Use(tb, "web") }) {
+		if !tb.run(func(tb TB) { e.use(tb, "web") }) {
 			t.Fatalf("Use %d failed instead of falling back: %s", i, tb.fatal)
 		}
 		tb.finish()
@@ -282,7 +282,7 @@ func TestBrokenServiceFailsFastWithTheRootCause(t *testing.T) {
 	f.pullErr = &podman.APIError{Op: "pull image example.com/web:1", Message: "dial tcp: lookup example.com: no such host"}
 	for i := range 3 {
 		tb := &fakeTB{name: "T"}
-		if tb.run(func(tb TB) { e.Use(tb, "web") }) {
+		if tb.run(func(tb TB) { e.use(tb, "web") }) {
 			t.Fatalf("Use %d succeeded without an image", i)
 		}
 		for _, want := range []string{"example.com/web:1", "no such host", "CLEANROOM_WEB_IMAGE"} {
@@ -301,16 +301,16 @@ func TestUseCountsAndReleases(t *testing.T) {
 	var tbs []*fakeTB
 	for range 3 {
 		tb := &fakeTB{name: "T"}
-		tb.run(func(tb TB) { e.Use(tb, "web") })
+		tb.run(func(tb TB) { e.use(tb, "web") })
 		tbs = append(tbs, tb)
 	}
-	if u := e.Registry()["web"].Users; u != 3 {
+	if u := e.registry()["web"].Users; u != 3 {
 		t.Errorf("users %d, want 3", u)
 	}
 	for _, tb := range tbs {
 		tb.finish()
 	}
-	if u := e.Registry()["web"].Users; u != 0 {
+	if u := e.registry()["web"].Users; u != 0 {
 		t.Errorf("users after the tests %d, want 0", u)
 	}
 }
@@ -350,7 +350,7 @@ func TestLabelsMirrorTheRegistry(t *testing.T) {
 	if spec.Pod != c.PodID || spec.Timeout < 2*time.Hour {
 		t.Errorf("pod %q timeout %s: want the suite pod and a run-time limit of at least 2 × max_container_reuse_time", spec.Pod, spec.Timeout)
 	}
-	reg := e.Registry()["web"]
+	reg := e.registry()["web"]
 	if reg.ContainerID != c.ID || reg.PodID != c.PodID {
 		t.Errorf("registry %+v, container %+v", reg, c)
 	}
@@ -365,7 +365,7 @@ func TestGetOrCreateLateServiceGetsItsOwnPod(t *testing.T) {
 	var calls int
 	factory := func() Service {
 		calls++
-		return Generic("ignored-name", "example.com/cache:1", Port(11211), Ready(running(f)))
+		return Generic("ignored-name", "example.com/cache:1", WithPort(11211), WithReady(running(f)))
 	}
 	a, err := e.GetOrCreate(context.Background(), "cache", factory)
 	if err != nil {
@@ -416,7 +416,7 @@ func TestCloseRemovesEverythingAndAggregatesFailures(t *testing.T) {
 	if _, err := e.Get(context.Background(), "web"); err != nil {
 		t.Fatal(err)
 	}
-	late := Generic("x", "example.com/x:1", Ready(running(f)))
+	late := Generic("x", "example.com/x:1", WithReady(running(f)))
 	if _, err := e.GetOrCreate(context.Background(), "x", func() Service { return late }); err != nil {
 		t.Fatal(err)
 	}
@@ -450,12 +450,12 @@ func TestCloseRemovesEverythingAndAggregatesFailures(t *testing.T) {
 
 func TestReset(t *testing.T) {
 	var got *Container
-	e, _, _ := webEnv(t, Config{}, ResetWith(func(_ context.Context, c *Container) error { got = c; return nil }))
+	e, _, _ := webEnv(t, Config{}, WithReset(func(_ context.Context, c *Container) error { got = c; return nil }))
 	if err := e.Reset(context.Background(), "web"); err != nil || got == nil {
 		t.Fatalf("ResetWith: %v, called with %v", err, got)
 	}
 
-	e2, f2, _ := webEnv(t, Config{}, ResetCommand("cli", "flush"))
+	e2, f2, _ := webEnv(t, Config{}, WithResetCommand("cli", "flush"))
 	f2.execResult = podman.ExecResult{ExitCode: 2, Stderr: []byte("permission denied\n")}
 	err := e2.Reset(context.Background(), "web")
 	if err == nil || !strings.Contains(err.Error(), "exited with 2: permission denied") {
@@ -477,10 +477,10 @@ func TestServiceDeclarationErrors(t *testing.T) {
 		want     string
 	}{
 		{[]Service{Postgres(), Postgres()}, `"postgres" declared twice`},
-		{[]Service{Postgres(), Generic("other-pg", "postgres:15", Port(5432))}, "both use port 5432"},
+		{[]Service{Postgres(), Generic("other-pg", "postgres:15", WithPort(5432))}, "both use port 5432"},
 		{[]Service{Generic("Bad_Name", "x")}, "service name"},
 		{[]Service{Generic("noimage", " ")}, "no image"},
-		{[]Service{Generic("p0", "x", Port(0))}, "port 0"},
+		{[]Service{Generic("p0", "x", WithPort(0))}, "port 0"},
 	} {
 		_, err := newEnvironment(Config{}.withDefaults(), newFakeEngine(), tc.services)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -490,7 +490,7 @@ func TestServiceDeclarationErrors(t *testing.T) {
 }
 
 func TestPostgresAndRedisDefinitions(t *testing.T) {
-	e, _, _ := testEnv(t, Config{Images: map[string]string{"redis": "localhost/redis:7"}}, Postgres(PostgresSetting("max_connections", "50")), Redis())
+	e, _, _ := testEnv(t, Config{Images: map[string]string{"redis": "localhost/redis:7"}}, Postgres(WithPostgresSetting("max_connections", "50")), Redis())
 	secret := randomHex(16)
 	pg := e.byName["postgres"].svc.with(secret)
 	want := []string{"postgres", "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=50", "-c", "synchronous_commit=off"}
@@ -537,7 +537,7 @@ func TestDefaultSuiteKeyFollowsServicesAndBindAddress(t *testing.T) {
 	}
 	for name, other := range map[string]string{
 		"another service set":     key(Config{}, Postgres()),
-		"another service setting": key(Config{}, Postgres(PostgresSetting("work_mem", "8MB")), Redis()),
+		"another service setting": key(Config{}, Postgres(WithPostgresSetting("work_mem", "8MB")), Redis()),
 		"another bind address":    key(Config{BindAddress: "0.0.0.0"}, Postgres(), Redis()),
 	} {
 		if other == base {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/isolate"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 )
 
@@ -35,8 +36,9 @@ var (
 
 // Main is the entry point for TestMain: it loads the configuration
 // (cleanroom.toml and CLEANROOM_* variables, see LoadConfig), declares the
-// services, runs the tests, removes every container it started, and exits
-// with the tests' status. SIGINT and SIGTERM take the same clean-up path.
+// services, runs the tests (see Environment.Run) and exits with their
+// status. A configuration or engine problem exits 1 before any test runs,
+// with an error that says what to fix.
 //
 //	func TestMain(m *testing.M) {
 //		cleanroom.Main(m, cleanroom.Postgres(), cleanroom.Redis())
@@ -48,7 +50,13 @@ func Main(m TestingM, services ...Service) {
 		exit(1)
 		return
 	}
-	exit(Run(m, cfg, services...))
+	env, err := New(context.Background(), cfg, services...)
+	if err != nil {
+		fmt.Fprintln(stderr, prefixed(err))
+		exit(1)
+		return
+	}
+	exit(env.Run(m))
 }
 
 // prefixed is err's text starting with "cleanroom: " once.
@@ -59,24 +67,34 @@ func prefixed(err error) string {
 	return "cleanroom: " + err.Error()
 }
 
+// current is the environment whose Run is running the tests: the one
+// PostgresFor, RedisFor and ContainerFor use.
 var (
-	defaultMu  sync.Mutex
-	defaultEnv *Environment
+	currentMu sync.Mutex
+	current   *Environment
 )
 
-// Run is Main with an explicit configuration, returning the exit status
-// instead of exiting. Tests of the package reach the environment through
-// PostgresFor, RedisFor and ContainerFor.
-func Run(m TestingM, cfg Config, services ...Service) int {
+func setCurrent(env *Environment) {
+	currentMu.Lock()
+	current = env
+	currentMu.Unlock()
+}
+
+// Run runs the tests (m.Run) with this environment as the one the
+// per-test helpers (PostgresFor, NewDatabase, …) use, then closes it
+// (removing what this process created; the suite's reaper removes the
+// shared pod after the grace period) and returns the tests' exit code, 1
+// when they passed but the clean-up failed. On SIGINT or SIGTERM it cleans
+// up the same way and exits the process (130 or 143) without returning; a
+// second signal exits at once. For a custom TestMain:
+//
+//	env, err := cleanroom.New(ctx, cfg, cleanroom.Postgres())
+//	if err != nil { … }
+//	os.Exit(env.Run(m))
+func (e *Environment) Run(m TestingM) int {
 	began := time.Now()
-	ctx := context.Background()
-	env, err := New(ctx, cfg, services...)
-	if err != nil {
-		fmt.Fprintln(stderr, prefixed(err))
-		return 1
-	}
-	setDefault(env)
-	defer setDefault(nil)
+	setCurrent(e)
+	defer setCurrent(nil)
 
 	sigs := make(chan os.Signal, 1)
 	notify(sigs)
@@ -92,8 +110,8 @@ func Run(m TestingM, cfg Config, services ...Service) int {
 			fmt.Fprintf(stderr, "cleanroom: %v: removing the suite's containers (again to stop at once)\n", sig)
 			cleaned := make(chan struct{})
 			go func() {
-				isolation.CloseAll()
-				closeEnv(env)
+				isolate.CloseAll()
+				closeEnv(e)
 				close(cleaned)
 			}()
 			select {
@@ -111,17 +129,17 @@ func Run(m TestingM, cfg Config, services ...Service) int {
 	}()
 
 	code := m.Run()
-	// The isolation helpers' servers: unused pool clones and pending drops
+	// The isolation helpers' servers: unused warm clones and pending drops
 	// go before the environment lets the pod go.
-	isolation.CloseAll()
-	if err := closeEnv(env); err != nil {
+	isolate.CloseAll()
+	if err := closeEnv(e); err != nil {
 		fmt.Fprintf(stderr, "%v\n", err)
 		if code == 0 {
 			code = 1
 		}
 	}
 	if summaryEnabled() {
-		fmt.Fprintln(stderr, summary(env, time.Since(began)))
+		fmt.Fprintln(stderr, summary(e, time.Since(began)))
 	}
 	return code
 }
@@ -161,146 +179,3 @@ func packageName() string {
 	}
 	return wd[strings.LastIndex(wd, "/")+1:]
 }
-
-func setDefault(env *Environment) {
-	defaultMu.Lock()
-	defaultEnv = env
-	defaultMu.Unlock()
-}
-
-// Default returns the environment of the running Main or Run, or nil.
-func Default() *Environment {
-	defaultMu.Lock()
-	defer defaultMu.Unlock()
-	return defaultEnv
-}
-
-func defaultFor(t TB) *Environment {
-	t.Helper()
-	env := Default()
-	if env == nil {
-		t.Fatalf("cleanroom: no environment: call cleanroom.Main(m, …) from TestMain (or use Environment.Use with your own)")
-	}
-	return env
-}
-
-// PostgresFor returns the suite's PostgreSQL server for test t, starting it
-// on first use. Safe for parallel tests: they share the server (isolate
-// their data per test). The container is not replaced while t runs.
-func PostgresFor(t TB) *PostgresServer {
-	t.Helper()
-	return defaultFor(t).Postgres(t)
-}
-
-// RedisFor returns the suite's Redis server for test t, as PostgresFor.
-func RedisFor(t TB) *RedisServer {
-	t.Helper()
-	return defaultFor(t).Redis(t)
-}
-
-// ContainerFor returns the container of the suite's service name for t.
-func ContainerFor(t TB, name string) *Container {
-	t.Helper()
-	return defaultFor(t).Use(t, name)
-}
-
-// Postgres is PostgresFor on this environment (service "postgres").
-func (e *Environment) Postgres(t TB) *PostgresServer {
-	t.Helper()
-	return e.Use(t, "postgres").Postgres()
-}
-
-// Redis is RedisFor on this environment (service "redis").
-func (e *Environment) Redis(t TB) *RedisServer {
-	t.Helper()
-	return e.Use(t, "redis").Redis()
-}
-
-// Use returns service name's container for test t: the suite's singleton,
-// attached until t ends (it is not replaced meanwhile). With singletons
-// disabled, t gets a container in a pod of its own, removed when t ends.
-// When the singleton cannot be created, so does t, and the tests after it
-// until the singleton is tried again (after 10 s, then twice as long each
-// time, up to 2 min); the first fallback and the singleton's return are
-// printed on stderr. Failures end t with Fatalf.
-func (e *Environment) Use(t TB, name string) *Container {
-	t.Helper()
-	ctx := context.Background()
-	ent, err := e.lookup(ctx, name, nil)
-	if err != nil {
-		t.Fatalf("%v", err)
-		return nil
-	}
-	ent.mu.Lock()
-	fallback, broken := ent.fallback, ent.broken
-	retry := !e.cfg.DisableSingletonContainers && (fallback == nil || (!ent.retrying && !time.Now().Before(ent.retryAt)))
-	if fallback != nil && retry {
-		ent.retrying = true // one test tries the singleton again; the others go on alone
-	}
-	ent.mu.Unlock()
-	if broken != nil {
-		t.Fatalf("cleanroom: %s is not available (it failed earlier in this run): %v", name, broken)
-		return nil
-	}
-	if retry {
-		began := time.Now()
-		c, err := e.acquire(ctx, ent, true)
-		ent.mu.Lock()
-		ent.retrying = false
-		if err == nil {
-			if ent.fallback != nil {
-				ent.fallback, ent.backoff = nil, 0
-				notice("%s: the shared container is up again; tests share it from now on", name)
-			}
-			ent.mu.Unlock()
-			e.noteReady(name, time.Since(began))
-			t.Cleanup(func() { e.release(ent, c) })
-			return c
-		}
-		if e.isClosed() {
-			ent.mu.Unlock()
-			t.Fatalf("%v", err)
-			return nil
-		}
-		if ent.fallback == nil {
-			ent.backoff = fallbackBackoff
-			e.log.Warn("cleanroom: singleton could not be created; falling back to per-test containers", "service", name, "error", err)
-			notice("%s: the shared container could not be started, so tests get containers of their own (slower) until it can; trying it again in %s: %v", name, ent.backoff, err)
-		} else {
-			ent.backoff = min(2*ent.backoff, maxFallbackBackoff)
-		}
-		ent.fallback, ent.retryAt = err, time.Now().Add(ent.backoff)
-		fallback = err
-		ent.mu.Unlock()
-		t.Logf("cleanroom: %s: the shared container could not be created, so this test gets its own: %v", name, err)
-	}
-	c, remove, err := e.perTestContainer(ctx, ent.svc)
-	if err != nil {
-		if fallback != nil {
-			if fallback.Error() == err.Error() {
-				err = fmt.Errorf("%w\n(the per-test fallback failed the same way)", err)
-			} else {
-				err = fmt.Errorf("shared container: %v\nper-test fallback: %w", fallback, err)
-			}
-			ent.mu.Lock()
-			ent.broken = err
-			ent.mu.Unlock()
-		}
-		t.Fatalf("cleanroom: %v", err)
-		return nil
-	}
-	t.Cleanup(func() {
-		if err := remove(); err != nil {
-			t.Errorf("cleanroom: remove the per-test pod of %s: %v", name, err)
-		}
-	})
-	return c
-}
-
-// How long tests run on per-test containers before the singleton is tried
-// again: fallbackBackoff after the first failure, twice as long after each
-// further one, at most maxFallbackBackoff.
-var (
-	fallbackBackoff    = 10 * time.Second
-	maxFallbackBackoff = 2 * time.Minute
-)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -80,7 +81,7 @@ func TestRunReturnsTheTestsCodeAndCleansUp(t *testing.T) {
 		tb.run(func(tb TB) { used = ContainerFor(tb, "web") })
 		tb.finish()
 	}}
-	code := Run(m, Config{}, Generic("web", "example.com/web:1"))
+	code := runWith(m, Config{}, Generic("web", "example.com/web:1"))
 	if code != 3 {
 		t.Errorf("Run returned %d, want the tests' 3", code)
 	}
@@ -90,8 +91,11 @@ func TestRunReturnsTheTestsCodeAndCleansUp(t *testing.T) {
 	if _, pods, live := f.counts(); pods != 0 || live != 0 {
 		t.Errorf("after Run: %d pods, %d containers", pods, live)
 	}
-	if Default() != nil {
-		t.Error("the default environment outlives Run")
+	currentMu.Lock()
+	left := current
+	currentMu.Unlock()
+	if left != nil {
+		t.Error("the current environment outlives Run")
 	}
 }
 
@@ -104,7 +108,7 @@ func TestRunFailsWhenCleanupFails(t *testing.T) {
 		tb.run(func(tb TB) { ContainerFor(tb, "web") })
 		tb.finish()
 	}}
-	if code := Run(m, Config{}, Generic("web", "example.com/web:1")); code != 1 {
+	if code := runWith(m, Config{}, Generic("web", "example.com/web:1")); code != 1 {
 		t.Errorf("Run returned %d after a failed clean-up, want 1", code)
 	}
 	if !strings.Contains(out.String(), "device or resource busy") {
@@ -117,7 +121,7 @@ func TestMainReportsBadConfigAndDeadEngine(t *testing.T) {
 	if err := os.WriteFile(dir+"/go.mod", []byte("module x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(dir+"/"+ConfigFile, []byte("[cleanroom]\ncontainer_startup_timeout = -1\n"), 0o644); err != nil {
+	if err := os.WriteFile(dir+"/"+configFile, []byte("[cleanroom]\ncontainer_startup_timeout = -1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Chdir(dir)
@@ -128,7 +132,7 @@ func TestMainReportsBadConfigAndDeadEngine(t *testing.T) {
 		t.Errorf("bad config: exit %d, tests ran %v, output %q", code(), ran, out.String())
 	}
 
-	if err := os.Remove(dir + "/" + ConfigFile); err != nil {
+	if err := os.Remove(dir + "/" + configFile); err != nil {
 		t.Fatal(err)
 	}
 	code, out, _ = stubMain(t, nil)
@@ -156,7 +160,7 @@ func TestSignalTakesTheCleanupPath(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}}
-	Run(m, Config{}, Generic("web", "example.com/web:1"))
+	runWith(m, Config{}, Generic("web", "example.com/web:1"))
 	if code() != 143 {
 		t.Errorf("exit code after SIGTERM %d, want 143", code())
 	}
@@ -173,4 +177,14 @@ func TestHelpersWithoutMainFailClearly(t *testing.T) {
 	if !strings.Contains(tb.fatal, "call cleanroom.Main(m, …) from TestMain") {
 		t.Errorf("failure: %q", tb.fatal)
 	}
+}
+
+// runWith is what a custom TestMain does: New, then Run.
+func runWith(m TestingM, cfg Config, services ...Service) int {
+	env, err := New(context.Background(), cfg, services...)
+	if err != nil {
+		fmt.Fprintln(stderr, prefixed(err))
+		return 1
+	}
+	return env.Run(m)
 }

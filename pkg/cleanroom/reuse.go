@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -367,4 +369,31 @@ func (e *Environment) checkRunning(ctx context.Context, id string) error {
 		return fmt.Errorf("container is %s (exit code %d)", info.State.Status, info.State.ExitCode)
 	}
 	return nil
+}
+
+// registryRow is one row of the registry: a service's current container.
+type registryRow struct {
+	Service     string
+	PodID       string
+	ContainerID string
+	Created     time.Time
+	LastHealthy time.Time
+	Users       int // tests of this process attached now
+}
+
+// registry returns the services that have a container now, by name.
+func (e *Environment) registry() map[string]registryRow {
+	e.mu.Lock()
+	ents := slices.Collect(maps.Values(e.byName))
+	e.mu.Unlock()
+	out := map[string]registryRow{}
+	for _, ent := range ents {
+		ent.mu.Lock()
+		if c := ent.cur; c != nil {
+			out[ent.svc.name] = registryRow{Service: ent.svc.name, PodID: c.PodID, ContainerID: c.ID,
+				Created: c.Created, LastHealthy: ent.lastHealthy, Users: ent.users}
+		}
+		ent.mu.Unlock()
+	}
+	return out
 }

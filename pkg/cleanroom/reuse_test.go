@@ -25,7 +25,7 @@ func TestCancelledContextNeverCondemnsAContainer(t *testing.T) {
 			return ctx.Err()
 		})
 	}
-	e, _, _ := webEnv(t, Config{ContainerHealthCheckInterval: time.Nanosecond}, Health(probe))
+	e, _, _ := webEnv(t, Config{ContainerHealthCheckInterval: time.Nanosecond}, WithHealth(probe))
 	first, err := e.Get(context.Background(), "web")
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +62,7 @@ func TestOneFailedProbeOfARunningContainerIsRetried(t *testing.T) {
 			return nil
 		})
 	}
-	e, _, _ := webEnv(t, Config{ContainerHealthCheckInterval: time.Nanosecond}, Health(flaky))
+	e, _, _ := webEnv(t, Config{ContainerHealthCheckInterval: time.Nanosecond}, WithHealth(flaky))
 	first, err := e.Get(context.Background(), "web")
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +84,7 @@ func TestOneFailedProbeOfARunningContainerIsRetried(t *testing.T) {
 	fail := func(c *Container) healthcheck.Probe {
 		return healthcheck.Func("down", func(ctx context.Context) error { return errors.New("down") })
 	}
-	e2, _, _ := webEnv(t, Config{ContainerHealthCheckInterval: time.Nanosecond}, Health(fail))
+	e2, _, _ := webEnv(t, Config{ContainerHealthCheckInterval: time.Nanosecond}, WithHealth(fail))
 	a, err := e2.Get(context.Background(), "web")
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +114,7 @@ func TestSlowProbeHoldsNoLock(t *testing.T) {
 			return nil
 		})
 	}
-	e, _, _ := webEnv(t, Config{ContainerHealthCheckInterval: time.Nanosecond}, Health(probe))
+	e, _, _ := webEnv(t, Config{ContainerHealthCheckInterval: time.Nanosecond}, WithHealth(probe))
 	if _, err := e.Get(context.Background(), "web"); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestSlowProbeHoldsNoLock(t *testing.T) {
 		t.Errorf("Get with a 50ms deadline returned after %s", took)
 	}
 	done := make(chan struct{})
-	go func() { e.Registry(); close(done) }()
+	go func() { e.registry(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(time.Second):
@@ -158,7 +158,7 @@ func TestPodCreationHoldsNoLock(t *testing.T) {
 		t.Errorf("Get while the pod is being created: %v, want its own deadline", err)
 	}
 	done := make(chan struct{})
-	go func() { e.Registry(); e.Stats(); close(done) }()
+	go func() { e.registry(); e.Stats(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(time.Second):
@@ -172,8 +172,8 @@ func TestFactoryMayUseTheEnvironment(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		_, err := e.GetOrCreate(context.Background(), "late", func() Service {
-			_ = e.Registry() // takes the environment's lock
-			return Generic("late", "example.com/late:1", Port(9000), Ready(running(f)))
+			_ = e.registry() // takes the environment's lock
+			return Generic("late", "example.com/late:1", WithPort(9000), WithReady(running(f)))
 		})
 		done <- err
 	}()
@@ -251,7 +251,7 @@ func TestFallbackRetriesTheSingletonAndSaysSo(t *testing.T) {
 		t.Helper()
 		tb := &fakeTB{name: "T"}
 		var c *Container
-		if !tb.run(func(tb TB) { c = e.Use(tb, "web") }) {
+		if !tb.run(func(tb TB) { c = e.use(tb, "web") }) {
 			t.Fatalf("Use failed: %s", tb.fatal)
 		}
 		tb.finish()
@@ -295,7 +295,7 @@ func TestParallelFallbacksShareOnePull(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			tb := &fakeTB{name: "T"}
-			tb.run(func(tb TB) { e.Use(tb, "web") })
+			tb.run(func(tb TB) { e.use(tb, "web") })
 		}()
 	}
 	wg.Wait()

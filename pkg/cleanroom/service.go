@@ -2,6 +2,7 @@ package cleanroom
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cleanroom-go/cleanroom/internal/isolate"
 	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 )
@@ -39,7 +41,10 @@ type Service struct {
 	health     func(*Container) healthcheck.Probe
 	reset      func(context.Context, *Container) error
 	resetCmd   []string
-	snapshot   bool // keep the initialised state as an image (see snapshot.go)
+	snapshot   bool    // keep the initialised state as an image (see snapshot.go)
+	cmdSet     bool    // WithCmd was given
+	pgSet      bool    // WithPostgresSetting was given
+	errs       []error // options that do not apply
 	// build completes the definition once the suite's secret is known.
 	build func(s *Service, secret string)
 }
@@ -54,6 +59,7 @@ func (s Service) Image() string { return s.image }
 // clone returns a deep copy, so that declaring a Service to two
 // environments, or changing it afterwards, has no effect on either.
 func (s Service) clone() Service {
+	s.errs = slices.Clone(s.errs)
 	s.ports = slices.Clone(s.ports)
 	s.env = maps.Clone(s.env)
 	s.entrypoint = slices.Clone(s.entrypoint)
@@ -92,21 +98,24 @@ func (s Service) definition() string {
 	return b.String()
 }
 
-// Option changes a Service. The same options serve Postgres, Redis and
-// Generic.
+// Option changes a Service; the With… functions make them. An option that
+// does not apply to the service it is given to is an error that New (or
+// Main) reports, not ignored.
 type Option func(*Service)
 
-// Image sets the image (default: the service's pinned official image).
-func Image(ref string) Option { return func(s *Service) { s.image = ref } }
+// WithImage sets the image. Default: the service's pinned official image
+// (Postgres, Redis); Generic takes it as an argument.
+func WithImage(ref string) Option { return func(s *Service) { s.image = ref } }
 
-// Port adds container ports to publish on 127.0.0.1 (a free host port
-// each). The first is the service's main port.
-func Port(ports ...uint16) Option {
+// WithPort adds container ports to publish on the bind address (a free
+// host port each, picked by the engine). The first is the service's main
+// port. Postgres has 5432 and Redis 6379 already.
+func WithPort(ports ...uint16) Option {
 	return func(s *Service) { s.ports = append(s.ports, ports...) }
 }
 
-// Env sets an environment variable of the container.
-func Env(key, value string) Option {
+// WithEnv sets an environment variable of the container.
+func WithEnv(key, value string) Option {
 	return func(s *Service) {
 		if s.env == nil {
 			s.env = map[string]string{}
@@ -115,15 +124,20 @@ func Env(key, value string) Option {
 	}
 }
 
-// Cmd replaces the container's command (the image's CMD).
-func Cmd(args ...string) Option { return func(s *Service) { s.command = args } }
+// WithCmd replaces the container's command (the image's CMD). On Postgres
+// it replaces the test settings too, so it cannot go with
+// WithPostgresSetting.
+func WithCmd(args ...string) Option {
+	return func(s *Service) { s.command = args; s.cmdSet = true }
+}
 
-// Entrypoint replaces the image's entrypoint.
-func Entrypoint(args ...string) Option { return func(s *Service) { s.entrypoint = args } }
+// WithEntrypoint replaces the image's entrypoint.
+func WithEntrypoint(args ...string) Option { return func(s *Service) { s.entrypoint = args } }
 
-// Tmpfs mounts a tmpfs at path with the given mount options (e.g.
-// "rw,size=256m,mode=1777"; "" for Podman's defaults).
-func Tmpfs(path, options string) Option {
+// WithTmpfs mounts a tmpfs at path with the given mount options (e.g.
+// "rw,size=256m,mode=1777"; "" for Podman's defaults). Postgres has one on
+// its data directory already.
+func WithTmpfs(path, options string) Option {
 	return func(s *Service) {
 		if s.tmpfs == nil {
 			s.tmpfs = map[string]string{}
@@ -132,60 +146,78 @@ func Tmpfs(path, options string) Option {
 	}
 }
 
-// NoTmpfs removes the service's tmpfs mounts: Postgres then keeps its data
-// on disk, as in production (2–7× slower per test; see README).
-func NoTmpfs() Option { return func(s *Service) { s.tmpfs = nil } }
+// WithoutTmpfs removes the service's tmpfs mounts: Postgres then keeps its
+// data on disk, as in production (2–7× slower per test; see README).
+func WithoutTmpfs() Option { return func(s *Service) { s.tmpfs = nil } }
 
-// Ready sets the readiness probe, run until it succeeds after the container
-// starts. Default: Postgres SELECT 1, Redis PING, TCP connect to the first
-// port of a Generic service.
-func Ready(probe func(c *Container) healthcheck.Probe) Option {
+// WithReady sets the readiness probe, run until it succeeds after the
+// container starts. Default: Postgres SELECT 1, Redis PING, a TCP connect
+// to the first port of a Generic service (running, when it has none).
+func WithReady(probe func(c *Container) healthcheck.Probe) Option {
 	return func(s *Service) { s.ready = probe }
 }
 
-// Health sets the probe run before a container is reused (at most once per
-// container_health_check_interval). Default: the readiness probe. Prefer a
-// network probe: an exec costs 150–200 ms.
-func Health(probe func(c *Container) healthcheck.Probe) Option {
+// WithHealth sets the probe run before a container is reused (at most once
+// per container_health_check_interval). Default: the readiness probe.
+// Prefer a network probe: an exec costs 150–200 ms.
+func WithHealth(probe func(c *Container) healthcheck.Probe) Option {
 	return func(s *Service) { s.health = probe }
 }
 
-// ResetWith sets the function Environment.Reset runs for this service.
-func ResetWith(fn func(ctx context.Context, c *Container) error) Option {
+// WithReset sets the function Environment.Reset runs for this service,
+// instead of its default (Postgres: empty every table; Redis: flush the
+// databases no test holds) or a WithResetCommand.
+func WithReset(fn func(ctx context.Context, c *Container) error) Option {
 	return func(s *Service) { s.reset = fn; s.resetCmd = nil }
 }
 
-// ResetCommand makes Environment.Reset run cmd inside the container (it must
-// exit 0). Execs are slow (150–200 ms): prefer ResetWith over the network.
-func ResetCommand(cmd ...string) Option {
+// WithResetCommand makes Environment.Reset run cmd inside the container (it
+// must exit 0), instead of a WithReset function. Execs are slow (150–200
+// ms): prefer WithReset over the network.
+func WithResetCommand(cmd ...string) Option {
 	return func(s *Service) { s.resetCmd = cmd; s.reset = nil }
 }
 
-// Snapshot makes the service's first ready state a local image that later
-// cold starts use (see package doc). For services that initialise data on
-// their first start into a tmpfs mount, as Postgres does (on by default
-// there).
-func Snapshot() Option { return func(s *Service) { s.snapshot = true } }
+// WithSnapshot makes the service's first ready state a local image that
+// later cold starts use (see the package documentation). For services
+// that initialise data on their first start into a tmpfs mount, as
+// Postgres does (on by default there).
+func WithSnapshot() Option { return func(s *Service) { s.snapshot = true } }
 
-// NoSnapshot turns snapshots off for the service.
-func NoSnapshot() Option { return func(s *Service) { s.snapshot = false } }
+// WithoutSnapshot turns snapshots off for the service.
+func WithoutSnapshot() Option { return func(s *Service) { s.snapshot = false } }
 
-// PostgresSetting sets a server setting (postgres -c name=value); it
-// overrides the test defaults (fsync, synchronous_commit and
-// full_page_writes off, max_connections 300). Ignored once Cmd is given.
-func PostgresSetting(name, value string) Option {
+// WithPostgresSetting sets a server setting of Postgres (postgres -c
+// name=value), over the test defaults (fsync, synchronous_commit and
+// full_page_writes off, max_connections 300). For Postgres only, and not
+// with WithCmd, which replaces the command the settings go on.
+func WithPostgresSetting(name, value string) Option {
 	return func(s *Service) {
+		if s.kind != "postgres" {
+			s.errs = append(s.errs, fmt.Errorf("WithPostgresSetting(%q, …) applies to Postgres only", name))
+			return
+		}
 		if s.pgSettings == nil {
 			s.pgSettings = map[string]string{}
 		}
 		s.pgSettings[name] = value
+		s.pgSet = true
 	}
 }
 
-// Postgres user and database of the Postgres service.
+// defaultPostgresSettings tune Postgres for tests (WithPostgresSetting
+// changes them).
+var defaultPostgresSettings = map[string]string{
+	"fsync":              "off",
+	"synchronous_commit": "off",
+	"full_page_writes":   "off",
+	"max_connections":    "300",
+}
+
+// The user and database of the Postgres service.
 const (
-	PostgresUser     = "cleanroom"
-	PostgresDatabase = "cleanroom"
+	postgresUser     = "cleanroom"
+	postgresDatabase = "cleanroom"
 	postgresPort     = 5432
 	redisPort        = 6379
 )
@@ -201,8 +233,8 @@ func Postgres(opts ...Option) Service {
 		image: DefaultPostgresImage,
 		ports: []uint16{postgresPort},
 		env: map[string]string{
-			"POSTGRES_USER": PostgresUser,
-			"POSTGRES_DB":   PostgresDatabase,
+			"POSTGRES_USER": postgresUser,
+			"POSTGRES_DB":   postgresDatabase,
 			// A directory inside the tmpfs mount: the mount point itself
 			// cannot be chmod-ed by the non-root server.
 			"PGDATA": "/var/lib/postgresql/data/pgdata",
@@ -210,13 +242,8 @@ func Postgres(opts ...Option) Service {
 			// initialise, and to copy into tmpfs on a snapshot start.
 			"POSTGRES_INITDB_ARGS": "--wal-segsize=1",
 		},
-		tmpfs: map[string]string{"/var/lib/postgresql/data": "rw,mode=1777"},
-		pgSettings: map[string]string{
-			"fsync":              "off",
-			"synchronous_commit": "off",
-			"full_page_writes":   "off",
-			"max_connections":    "300",
-		},
+		tmpfs:      map[string]string{"/var/lib/postgresql/data": "rw,mode=1777"},
+		pgSettings: maps.Clone(defaultPostgresSettings),
 		// The probe connects to the maintenance database, so that its kept
 		// connection never stands in the way of the application database.
 		ready:    func(c *Container) healthcheck.Probe { return healthcheck.Postgres(postgresURLOf(c, "postgres")) },
@@ -282,6 +309,12 @@ func Generic(name, image string, opts ...Option) Service {
 }
 
 func (s *Service) validate() error {
+	if len(s.errs) > 0 {
+		return fmt.Errorf("service %s: %w", s.name, errors.Join(s.errs...))
+	}
+	if s.cmdSet && s.pgSet {
+		return fmt.Errorf("service %s: WithPostgresSetting has no effect with WithCmd, which replaces the command the settings go on; put the -c flags in the command", s.name)
+	}
 	if !serviceNameRE.MatchString(s.name) {
 		return fmt.Errorf("service name %q: use lower-case letters, digits and dashes, starting with a letter (at most 31)", s.name)
 	}
@@ -354,5 +387,5 @@ func resetPostgres(ctx context.Context, c *Container) error {
 // shared by every test process of the run, and a FLUSHALL would hand a
 // leased database to a second test.
 func resetRedis(ctx context.Context, c *Container) error {
-	return isolation.FlushUnleased(ctx, &redis.Options{Addr: c.Addr(redisPort), Password: c.secret, MaxRetries: -1})
+	return isolate.FlushUnleased(ctx, &redis.Options{Addr: c.Addr(redisPort), Password: c.secret, MaxRetries: -1})
 }

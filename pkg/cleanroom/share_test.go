@@ -18,7 +18,7 @@ func twoProcesses(t *testing.T, f *fakeEngine, opts ...Option) (*Environment, *E
 	t.Helper()
 	var envs []*Environment
 	for range 2 {
-		e, err := newEnvironment(Config{Suite: "shop"}.withDefaults(), f, []Service{Generic("web", "example.com/web:1", append([]Option{Port(8080), Ready(running(f))}, opts...)...)})
+		e, err := newEnvironment(Config{Suite: "shop"}.withDefaults(), f, []Service{Generic("web", "example.com/web:1", append([]Option{WithPort(8080), WithReady(running(f))}, opts...)...)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +105,7 @@ func TestAdoptionRefusesAnotherDefinition(t *testing.T) {
 	if _, err := a.Get(context.Background(), "web"); err != nil {
 		t.Fatal(err)
 	}
-	other, err := newEnvironment(Config{Suite: "shop"}.withDefaults(), f, []Service{Generic("web", "example.com/web:2", Port(8080), Ready(running(f)))})
+	other, err := newEnvironment(Config{Suite: "shop"}.withDefaults(), f, []Service{Generic("web", "example.com/web:2", WithPort(8080), WithReady(running(f)))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestWithoutALeaseAProcessKeepsAPodOfItsOwn(t *testing.T) {
 	t.Cleanup(func() { stderr = oldStderr })
 
 	f := newFakeEngine()
-	svc := func() Service { return Generic("web", "example.com/web:1", Port(8080), Ready(running(f))) }
+	svc := func() Service { return Generic("web", "example.com/web:1", WithPort(8080), WithReady(running(f))) }
 	a := newWithFake(t, f, "unix:///fake/podman.sock", Config{Suite: "shop"}, svc())
 	b := newWithFake(t, f, "unix:///fake/podman.sock", Config{Suite: "shop"}, svc())
 	ca, err := a.Get(context.Background(), "web")

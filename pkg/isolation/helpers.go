@@ -6,10 +6,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cleanroom-go/cleanroom/internal/isolate"
 )
 
 // TB is what the helpers need of *testing.T and *testing.B.
@@ -24,19 +31,100 @@ type TB interface {
 }
 
 func setupContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), setupTimeout)
+	return context.WithTimeout(context.Background(), isolate.SetupTimeout)
+}
+
+// Database is a database of one test's own (NewDatabase). Its connections
+// open on first use and close when the test ends; the database is dropped
+// then, or kept when the test failed. Safe for use by the test's
+// goroutines.
+type Database struct {
+	Name string // the database's name
+	URL  string // a postgres:// URL of it, for pgx, lib/pq and psql
+	conns
+}
+
+// Schema is a schema of one test's own (NewSchema). URL, and the
+// connections, have search_path set to it, so unqualified names are the
+// test's own. Connections open on first use and close when the test ends.
+type Schema struct {
+	Name string // the schema's name
+	URL  string // a postgres:// URL whose sessions use the schema
+	conns
+}
+
+// conns opens connections to url for test t on first use, closes them
+// when t ends.
+type conns struct {
+	t        TB
+	url      string
+	poolOnce sync.Once
+	pool     *pgxpool.Pool
+	dbOnce   sync.Once
+	db       *sql.DB
+}
+
+// Pool is a pgx connection pool on the test's database (or schema),
+// opened on first use and closed when the test ends.
+func (c *conns) Pool() *pgxpool.Pool {
+	c.t.Helper()
+	c.poolOnce.Do(func() {
+		ctx, cancel := setupContext()
+		defer cancel()
+		p, err := pgxpool.New(ctx, c.url)
+		if err != nil {
+			c.t.Fatalf("isolation: open a pool on %s: %v", isolate.Redact(c.url), err)
+			return
+		}
+		c.pool = p
+		c.t.Cleanup(p.Close)
+	})
+	return c.pool
+}
+
+// DB is a database/sql handle (pgx driver) on the test's database (or
+// schema), opened on first use and closed when the test ends.
+func (c *conns) DB() *sql.DB {
+	c.t.Helper()
+	c.dbOnce.Do(func() {
+		cfg, err := pgx.ParseConfig(c.url)
+		if err != nil {
+			c.t.Fatalf("isolation: open %s: %v", isolate.Redact(c.url), err)
+			return
+		}
+		c.db = stdlib.OpenDB(*cfg)
+		c.t.Cleanup(func() { c.db.Close() })
+	})
+	return c.db
+}
+
+// Conn is a new single connection to the test's database (or schema),
+// closed when the test ends: for what needs one session (LISTEN, session
+// settings). Each call opens another.
+func (c *conns) Conn() *pgx.Conn {
+	c.t.Helper()
+	ctx, cancel := setupContext()
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.url)
+	if err != nil {
+		c.t.Fatalf("isolation: connect to %s: %v", isolate.Redact(c.url), err)
+		return nil
+	}
+	c.t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }
 
 // NewDatabase gives test t a database of its own on the server at url,
-// cloned from a template the migrations built once (see
-// Server.CreateDatabase). It is dropped WITH (FORCE) when t ends — unless t
-// failed: then it is kept and its URL logged, to look at what the test
-// left. Safe for parallel tests.
+// cloned from a template the migrations built once for the whole run
+// (across all test processes, under a Postgres advisory lock), and returns
+// its handle. The database is dropped WITH (FORCE) when t ends, unless t
+// failed: then it is kept and the log says how to open it. Safe for
+// parallel tests.
 func NewDatabase(t TB, url string, m Migrator) *Database {
 	t.Helper()
 	ctx, cancel := setupContext()
 	defer cancel()
-	s, err := serverFor(ctx, url)
+	s, err := isolate.ServerFor(ctx, url)
 	if err != nil {
 		t.Fatalf("%v", err)
 		return nil
@@ -53,24 +141,25 @@ func NewDatabase(t TB, url string, m Migrator) *Database {
 			if err := s.KeepDatabase(ctx, db.Name); err != nil {
 				t.Logf("%v", err)
 			}
-			t.Logf("isolation: %s failed; kept its database %s for inspection, for as long as the Postgres container lives: %s  (then: DROP DATABASE %s WITH (FORCE))", t.Name(), redact(db.URL), psqlLine(db.Name, db.URL), quote(db.Name))
+			t.Logf("isolation: %s failed; kept its database %s for inspection, for as long as the Postgres container lives: %s  (then: DROP DATABASE %s WITH (FORCE))", t.Name(), isolate.Redact(db.URL), psqlLine(db.Name, db.URL), isolate.Quote(db.Name))
 			return
 		}
-		// Dropped in the background (WITH (FORCE)); CloseAll waits for it.
+		// Dropped in the background (WITH (FORCE)); cleanroom.Main waits
+		// for it.
 		s.DropDatabaseLater(db.Name)
 	})
-	return db
+	return &Database{Name: db.Name, URL: db.URL, conns: conns{t: t, url: db.URL}}
 }
 
 // NewSchema gives test t a schema of its own on the server at url, with the
-// migrations applied in it; Schema.URL connects with search_path set to it.
-// The schema is dropped (CASCADE) when t ends, unless t failed (then it is
-// kept and named in the log). Safe for parallel tests.
+// migrations applied in it, and returns its handle. The schema is dropped
+// (CASCADE) when t ends, unless t failed (then it is kept and the log says
+// how to open it). Safe for parallel tests.
 func NewSchema(t TB, url string, m Migrator) *Schema {
 	t.Helper()
 	ctx, cancel := setupContext()
 	defer cancel()
-	s, err := serverFor(ctx, url)
+	s, err := isolate.ServerFor(ctx, url)
 	if err != nil {
 		t.Fatalf("%v", err)
 		return nil
@@ -91,7 +180,7 @@ func NewSchema(t TB, url string, m Migrator) *Schema {
 			t.Errorf("%v", err)
 		}
 	})
-	return sc
+	return &Schema{Name: sc.Name, URL: sc.URL, conns: conns{t: t, url: sc.URL}}
 }
 
 // Beginner starts pgx transactions: *pgxpool.Pool and *pgx.Conn are ones.
@@ -99,13 +188,13 @@ type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
-// PgxTx begins a transaction for test t and rolls it back when t ends:
+// Tx begins a pgx transaction for test t and rolls it back when t ends:
 // the test sees its own writes and nothing survives it. It cannot isolate
 // what commits on its own (code that opens its own transactions or
 // connections), DDL run in other sessions, or sequences (nextval is not
 // rolled back); concurrent tests writing the same unique key wait for one
 // another. Safe for parallel tests with a pool.
-func PgxTx(t TB, db Beginner) pgx.Tx {
+func Tx(t TB, db Beginner) pgx.Tx {
 	t.Helper()
 	ctx, cancel := setupContext()
 	defer cancel()
@@ -122,8 +211,8 @@ func PgxTx(t TB, db Beginner) pgx.Tx {
 	return tx
 }
 
-// Tx is PgxTx for database/sql.
-func Tx(t TB, db *sql.DB) *sql.Tx {
+// SQLTx is Tx for database/sql.
+func SQLTx(t TB, db *sql.DB) *sql.Tx {
 	t.Helper()
 	// Not a deadline: database/sql rolls a transaction back when the
 	// context it began with ends.
@@ -140,56 +229,63 @@ func Tx(t TB, db *sql.DB) *sql.Tx {
 	return tx
 }
 
-// Pool opens a connection pool on the database for t, closed when t ends.
-func (d *Database) Pool(t TB) *pgxpool.Pool {
-	t.Helper()
-	return openPool(t, d.URL)
+// Querier runs SQL: *pgx.Conn, *pgxpool.Pool and pgx.Tx are Queriers.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// DB opens a database/sql handle (pgx driver) on the database for t,
-// closed when t ends.
-func (d *Database) DB(t TB) *sql.DB {
-	t.Helper()
-	return openDB(t, d.URL)
+// Truncate empties every table of every user schema except those named in
+// exclude ("table" or "schema.table"), restarting their identities, with
+// CASCADE, and returns the tables it emptied: for sequential tests that
+// share one database. The schemas of NewSchema are left alone: they belong
+// to tests that may be running.
+func Truncate(ctx context.Context, db Querier, exclude ...string) ([]string, error) {
+	return isolate.Truncate(ctx, db, exclude...)
 }
 
-// Pool opens a connection pool whose search_path is the schema, for t,
-// closed when t ends.
-func (s *Schema) Pool(t TB) *pgxpool.Pool {
-	t.Helper()
-	return openPool(t, s.URL)
-}
-
-// DB opens a database/sql handle (pgx driver) whose search_path is the
-// schema, for t, closed when t ends.
-func (s *Schema) DB(t TB) *sql.DB {
-	t.Helper()
-	return openDB(t, s.URL)
-}
-
-func openPool(t TB, url string) *pgxpool.Pool {
+// RedisDB gives test t a logical database of its own on the server opts
+// describe and returns a client on it. The database is leased through the
+// server itself (a key with an expiry, renewed while held), so parallel
+// test processes never share one, and a crashed holder's lease expires
+// (after CLEANROOM_REDIS_LEASE_TTL seconds, 30 by default). When t ends
+// the database is flushed and given back; a lease that was lost meanwhile
+// fails t instead, and the database is not flushed. Database 0 holds the
+// leases and is never given out. Safe for parallel tests.
+func RedisDB(t TB, opts *redis.Options) *redis.Client {
 	t.Helper()
 	ctx, cancel := setupContext()
 	defer cancel()
-	p, err := pgxpool.New(ctx, url)
+	l, err := isolate.LeaseDB(ctx, opts, t.Name())
 	if err != nil {
-		t.Fatalf("isolation: open pool: %v", err)
+		t.Fatalf("%v", err)
 		return nil
 	}
-	t.Cleanup(p.Close)
-	return p
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := l.Release(ctx); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	return l.Client
 }
 
-func openDB(t TB, url string) *sql.DB {
+// RedisPrefix gives test t a key prefix of its own, for servers where
+// logical databases are not available (Redis Cluster, some managed
+// services): every key the test writes must start with it. When t ends,
+// every key with the prefix is deleted.
+func RedisPrefix(t TB, c *redis.Client) string {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		t.Fatalf("isolation: open database: %v", err)
-		return nil
-	}
-	db := stdlib.OpenDB(*cfg)
-	t.Cleanup(func() { db.Close() })
-	return db
+	prefix := "t:" + strings.TrimPrefix(isolate.ObjectName("", t.Name()), "_") + ":"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := isolate.DeletePrefix(ctx, c, prefix); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	return prefix
 }
 
 // psqlLine is the command that opens a kept database or schema, without the
@@ -198,7 +294,7 @@ func openDB(t TB, url string) *sql.DB {
 func psqlLine(name, url string) string {
 	path, err := keepURL(name, url)
 	if err != nil {
-		return fmt.Sprintf("psql '%s'  (its password is the suite's; the URL could not be written to a file: %v)", redact(url), err)
+		return fmt.Sprintf("psql '%s'  (its password is the suite's; the URL could not be written to a file: %v)", isolate.Redact(url), err)
 	}
 	return fmt.Sprintf("psql \"$(cat %s)\"", path)
 }

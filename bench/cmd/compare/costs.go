@@ -9,8 +9,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cleanroom-go/cleanroom/bench/workload"
+	"github.com/cleanroom-go/cleanroom/internal/isolate"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
-	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
@@ -53,7 +53,7 @@ func isolationCosts(ctx context.Context, pgImage, redisImage, tag string) (*cost
 		return nil
 	}
 
-	plain, err := isolation.OpenWithPool(ctx, url, 0)
+	plain, err := isolate.OpenWithPool(ctx, url, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +96,7 @@ func isolationCosts(ctx context.Context, pgImage, redisImage, tag string) (*cost
 		return nil, err
 	}
 
-	warm, err := isolation.Open(ctx, url)
+	warm, err := isolate.Open(ctx, url)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,7 @@ func isolationCosts(ctx context.Context, pgImage, redisImage, tag string) (*cost
 		warm.DropDatabaseLater(db.Name)
 	}
 	for range samples {
-		for deadline := time.Now().Add(time.Minute); warm.WarmClones() < isolation.DefaultPoolSize && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(time.Minute); warm.WarmClones() < isolate.DefaultPoolSize && time.Now().Before(deadline); {
 			time.Sleep(time.Millisecond)
 		}
 		start := time.Now()
@@ -117,7 +117,7 @@ func isolationCosts(ctx context.Context, pgImage, redisImage, tag string) (*cost
 		warm.DropDatabaseLater(db.Name)
 	}
 	if err := timeIt(&r.lease, func() error {
-		l, err := isolation.LeaseDB(ctx, rdc.Redis().Options(), "bench")
+		l, err := isolate.LeaseDB(ctx, rdc.Redis().Options(), "bench")
 		if err != nil {
 			return err
 		}

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/cleanroom-go/cleanroom/examples/shop/jobs"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
@@ -30,19 +28,14 @@ var migrations = isolation.MigrateFunc("jobs-1", func(ctx context.Context, db *s
 // test.
 func queue(t *testing.T) *jobs.Queue {
 	t.Helper()
-	sc := cleanroom.PostgresFor(t).NewSchema(t, migrations)
-	db, err := pgxpool.New(context.Background(), sc.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	return jobs.New(db, cleanroom.RedisFor(t).DB(t), "jobs")
+	sc := cleanroom.NewSchema(t, migrations)
+	return jobs.New(sc.Pool(), cleanroom.RedisDB(t), "jobs")
 }
 
 func TestJobRunsOnce(t *testing.T) {
 	t.Parallel()
 	q := queue(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	id, err := q.Enqueue(ctx, "upper", "hello")
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +55,7 @@ func TestJobRunsOnce(t *testing.T) {
 func TestFailedJobRecordsTheError(t *testing.T) {
 	t.Parallel()
 	q := queue(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	id, err := q.Enqueue(ctx, "explode", "")
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +73,7 @@ func TestManyWorkers(t *testing.T) {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			t.Parallel()
 			q := queue(t)
-			ctx := context.Background()
+			ctx := t.Context()
 			for j := range 5 {
 				if _, err := q.Enqueue(ctx, "n", fmt.Sprint(j)); err != nil {
 					t.Fatal(err)

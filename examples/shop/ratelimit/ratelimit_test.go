@@ -1,7 +1,6 @@
 package ratelimit_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -17,7 +16,7 @@ func TestMain(m *testing.M) {
 func limiter(t *testing.T, limit int64, window time.Duration) *ratelimit.Limiter {
 	t.Helper()
 	// A logical database of its own, leased for the test, flushed after.
-	return ratelimit.New(cleanroom.RedisFor(t).DB(t), limit, window)
+	return ratelimit.New(cleanroom.RedisDB(t), limit, window)
 }
 
 func TestAllowsUpToTheLimit(t *testing.T) {
@@ -25,7 +24,7 @@ func TestAllowsUpToTheLimit(t *testing.T) {
 	l := limiter(t, 3, time.Minute)
 	var allowed int
 	for range 5 {
-		ok, err := l.Allow(context.Background(), "alice")
+		ok, err := l.Allow(t.Context(), "alice")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,7 +40,7 @@ func TestAllowsUpToTheLimit(t *testing.T) {
 func TestWindowExpires(t *testing.T) {
 	t.Parallel()
 	l := limiter(t, 1, 100*time.Millisecond)
-	ctx := context.Background()
+	ctx := t.Context()
 	if ok, _ := l.Allow(ctx, "bob"); !ok {
 		t.Fatal("first event refused")
 	}
@@ -59,7 +58,7 @@ func TestKeysAreIndependent(t *testing.T) {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			t.Parallel()
 			l := limiter(t, 1, time.Minute)
-			if ok, err := l.Allow(context.Background(), "same-key"); !ok || err != nil {
+			if ok, err := l.Allow(t.Context(), "same-key"); !ok || err != nil {
 				t.Errorf("first event of a fresh key: %v, %v", ok, err)
 			}
 		})

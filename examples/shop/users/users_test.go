@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/cleanroom-go/cleanroom/examples/shop/users"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
@@ -28,19 +26,13 @@ var migrations = isolation.MigrateFunc("users-1", func(ctx context.Context, db *
 // the tests may use the same e-mail addresses without meeting each other.
 func store(t *testing.T) *users.Store {
 	t.Helper()
-	db := cleanroom.PostgresFor(t).NewDatabase(t, migrations)
-	pool, err := pgxpool.New(context.Background(), db.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return users.New(pool)
+	return users.New(cleanroom.NewDatabase(t, migrations).Pool())
 }
 
 func TestSignupAndFind(t *testing.T) {
 	t.Parallel()
 	s := store(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	u, err := s.Signup(ctx, " Ada@Example.com ", "Ada")
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +46,7 @@ func TestSignupAndFind(t *testing.T) {
 func TestSignupTwiceIsRefused(t *testing.T) {
 	t.Parallel()
 	s := store(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	if _, err := s.Signup(ctx, "grace@example.com", "Grace"); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +57,7 @@ func TestSignupTwiceIsRefused(t *testing.T) {
 
 func TestUnknownUser(t *testing.T) {
 	t.Parallel()
-	if _, err := store(t).ByEmail(context.Background(), "nobody@example.com"); !errors.Is(err, users.ErrNotFound) {
+	if _, err := store(t).ByEmail(t.Context(), "nobody@example.com"); !errors.Is(err, users.ErrNotFound) {
 		t.Errorf("ByEmail: %v, want ErrNotFound", err)
 	}
 }
@@ -76,7 +68,7 @@ func TestManySignups(t *testing.T) {
 			t.Parallel()
 			// The same address in every test: each has its own database.
 			s := store(t)
-			u, err := s.Signup(context.Background(), "same@example.com", fmt.Sprint("user ", i))
+			u, err := s.Signup(t.Context(), "same@example.com", fmt.Sprint("user ", i))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package isolation
+package isolate
 
 import (
 	"context"
@@ -107,7 +107,7 @@ const keptComment = "cleanroom: kept for inspection after a failed test"
 // KeepDatabase marks database name as kept for inspection, so that the
 // sweep of a later Server does not take it for a dead process's pool clone.
 func (s *Server) KeepDatabase(ctx context.Context, name string) error {
-	if _, err := s.pool.Exec(ctx, "COMMENT ON DATABASE "+quote(name)+" IS '"+keptComment+"'"); err != nil {
+	if _, err := s.pool.Exec(ctx, "COMMENT ON DATABASE "+Quote(name)+" IS '"+keptComment+"'"); err != nil {
 		return fmt.Errorf("isolation: keep database %s: %w", name, err)
 	}
 	return nil
@@ -199,7 +199,7 @@ func (w *warmPool) fill(s *Server, tpl string, st *templateState) {
 				// client gave up on it, and leave a clone nobody drops.
 				// stop waits for this one (about 20 ms) instead.
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				_, err := s.pool.Exec(ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(tpl)+" STRATEGY FILE_COPY")
+				_, err := s.pool.Exec(ctx, "CREATE DATABASE "+Quote(name)+" TEMPLATE "+Quote(tpl)+" STRATEGY FILE_COPY")
 				cancel()
 				if w.ctx.Err() != nil {
 					if err == nil {

@@ -1,4 +1,4 @@
-package isolation
+package isolate
 
 import (
 	"context"
@@ -216,46 +216,6 @@ func (l *RedisLease) Release(ctx context.Context) error {
 	return l.err
 }
 
-// RedisDB gives test t a logical database of its own on the server opts
-// describe (see LeaseDB) and returns a client on it. When t ends the
-// database is flushed and given back. Safe for parallel tests, also across
-// test processes.
-func RedisDB(t TB, opts *redis.Options) *redis.Client {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
-	l, err := LeaseDB(ctx, opts, t.Name())
-	if err != nil {
-		t.Fatalf("%v", err)
-		return nil
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := l.Release(ctx); err != nil {
-			t.Errorf("%v", err)
-		}
-	})
-	return l.Client
-}
-
-// RedisPrefix gives test t a key prefix of its own, for servers where
-// logical databases are not available (Redis Cluster, some managed
-// services): every key the test writes must start with it. When t ends,
-// every key with the prefix is deleted.
-func RedisPrefix(t TB, c *redis.Client) string {
-	t.Helper()
-	prefix := "t:" + strings.TrimPrefix(objectName("", t.Name()), "_") + ":"
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := DeletePrefix(ctx, c, prefix); err != nil {
-			t.Errorf("%v", err)
-		}
-	})
-	return prefix
-}
-
 // DeletePrefix deletes every key starting with prefix (SCAN and UNLINK; the
 // prefix must not hold glob characters) and returns how many it deleted.
 func DeletePrefix(ctx context.Context, c *redis.Client, prefix string) (int, error) {
@@ -280,14 +240,6 @@ func DeletePrefix(ctx context.Context, c *redis.Client, prefix string) (int, err
 		}
 		cursor = next
 	}
-}
-
-// FlushDB empties the client's logical database.
-func FlushDB(ctx context.Context, c *redis.Client) error {
-	if err := c.FlushDB(ctx).Err(); err != nil {
-		return fmt.Errorf("isolation: flushdb: %w", err)
-	}
-	return nil
 }
 
 // FlushUnleased empties the server that opts describe (its DB field is

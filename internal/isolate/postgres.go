@@ -1,9 +1,10 @@
-package isolation
+package isolate
 
 import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -22,6 +23,13 @@ import (
 
 	"github.com/cleanroom-go/cleanroom/internal/runid"
 )
+
+// Migrator brings an empty database (or schema) to the state tests
+// expect; isolation.Migrator is the same interface, for users.
+type Migrator interface {
+	Hash() (string, error)
+	Migrate(ctx context.Context, db *sql.DB) error
+}
 
 // Server does the Postgres isolation work for one server: it keeps a small
 // pool of admin connections (creating a connection costs a password
@@ -108,7 +116,7 @@ func (s *Server) URL() string { return s.url }
 func withDatabase(raw, db string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return "", fmt.Errorf("isolation: %q is not a postgres:// URL", redact(raw))
+		return "", fmt.Errorf("isolation: %q is not a postgres:// URL", Redact(raw))
 	}
 	u.Path = "/" + db
 	return u.String(), nil
@@ -126,7 +134,8 @@ func withSearchPath(raw, schema string) (string, error) {
 	return u.String(), nil
 }
 
-func redact(raw string) string {
+// Redact is raw with its password masked.
+func Redact(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(unparsable URL)"
@@ -136,9 +145,9 @@ func redact(raw string) string {
 
 var nonIdent = regexp.MustCompile(`[^a-z0-9]+`)
 
-// objectName makes a unique Postgres identifier (≤ 63 bytes) that still
+// ObjectName makes a unique Postgres identifier (≤ 63 bytes) that still
 // says which test it belongs to: prefix, the test name, random hex.
-func objectName(prefix, test string) string {
+func ObjectName(prefix, test string) string {
 	n := strings.Trim(nonIdent.ReplaceAllString(strings.ToLower(test), "_"), "_")
 	if len(n) > 40 {
 		n = n[:40]
@@ -173,10 +182,10 @@ func (s *Server) CreateDatabase(ctx context.Context, test string, m Migrator) (*
 		}
 		return &Database{Name: name, URL: u, Template: tpl}, nil
 	}
-	name := objectName("t_", test)
+	name := ObjectName("t_", test)
 	// FILE_COPY: faster than WAL_LOG for small databases (26 ms instead of
 	// 31 ms for create and drop with ten tables, measured on tmpfs).
-	if _, err := s.pool.Exec(ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(tpl)+" STRATEGY FILE_COPY"); err != nil {
+	if _, err := s.pool.Exec(ctx, "CREATE DATABASE "+Quote(name)+" TEMPLATE "+Quote(tpl)+" STRATEGY FILE_COPY"); err != nil {
 		return nil, fmt.Errorf("isolation: create database %s from template %s: %w", name, tpl, err)
 	}
 	u, err := withDatabase(s.url, name)
@@ -189,13 +198,14 @@ func (s *Server) CreateDatabase(ctx context.Context, test string, m Migrator) (*
 // DropDatabase drops a database WITH (FORCE): connections a test leaked
 // cannot block it.
 func (s *Server) DropDatabase(ctx context.Context, name string) error {
-	if _, err := s.pool.Exec(ctx, "DROP DATABASE IF EXISTS "+quote(name)+" WITH (FORCE)"); err != nil {
+	if _, err := s.pool.Exec(ctx, "DROP DATABASE IF EXISTS "+Quote(name)+" WITH (FORCE)"); err != nil {
 		return fmt.Errorf("isolation: drop database %s: %w", name, err)
 	}
 	return nil
 }
 
-func quote(ident string) string { return pgx.Identifier{ident}.Sanitize() }
+// Quote quotes an SQL identifier.
+func Quote(ident string) string { return pgx.Identifier{ident}.Sanitize() }
 
 // templateName is derived from the migration hash.
 func templateName(m Migrator) (string, error) {
@@ -280,14 +290,14 @@ func (s *Server) buildTemplate(ctx context.Context, tpl string, m Migrator, rebu
 		return nil
 	}
 	if exists { // unfinished (a crashed build) or a rebuild
-		if _, err := conn.Exec(ctx, "ALTER DATABASE "+quote(tpl)+" WITH IS_TEMPLATE false ALLOW_CONNECTIONS true"); err != nil {
+		if _, err := conn.Exec(ctx, "ALTER DATABASE "+Quote(tpl)+" WITH IS_TEMPLATE false ALLOW_CONNECTIONS true"); err != nil {
 			return fmt.Errorf("isolation: template %s: unmark: %w", tpl, err)
 		}
-		if _, err := conn.Exec(ctx, "DROP DATABASE "+quote(tpl)+" WITH (FORCE)"); err != nil {
+		if _, err := conn.Exec(ctx, "DROP DATABASE "+Quote(tpl)+" WITH (FORCE)"); err != nil {
 			return fmt.Errorf("isolation: template %s: drop the old one: %w", tpl, err)
 		}
 	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+quote(tpl)); err != nil {
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+Quote(tpl)); err != nil {
 		return fmt.Errorf("isolation: template %s: create: %w", tpl, err)
 	}
 	u, err := withDatabase(s.url, tpl)
@@ -299,10 +309,10 @@ func (s *Server) buildTemplate(ctx context.Context, tpl string, m Migrator, rebu
 	}
 	// The last step marks it finished; no connections may reach it after,
 	// so that cloning never meets "being accessed by other users".
-	if _, err := conn.Exec(ctx, "COMMENT ON DATABASE "+quote(tpl)+" IS "+quoteLiteral(stamp)); err != nil {
+	if _, err := conn.Exec(ctx, "COMMENT ON DATABASE "+Quote(tpl)+" IS "+quoteLiteral(stamp)); err != nil {
 		return fmt.Errorf("isolation: template %s: stamp: %w", tpl, err)
 	}
-	if _, err := conn.Exec(ctx, "ALTER DATABASE "+quote(tpl)+" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"); err != nil {
+	if _, err := conn.Exec(ctx, "ALTER DATABASE "+Quote(tpl)+" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"); err != nil {
 		return fmt.Errorf("isolation: template %s: mark finished: %w", tpl, err)
 	}
 	return nil
@@ -337,10 +347,10 @@ type Schema struct {
 // CreateSchema makes a uniquely named schema for one test and applies the
 // migrations in it (search_path set to it).
 func (s *Server) CreateSchema(ctx context.Context, test string, m Migrator) (*Schema, error) {
-	name := objectName("t_", test)
+	name := ObjectName("t_", test)
 	// The comment tells Truncate (and so a suite-wide Reset) that the
 	// schema belongs to its test.
-	if _, err := s.pool.Exec(ctx, "CREATE SCHEMA "+quote(name)+"; COMMENT ON SCHEMA "+quote(name)+" IS '"+testSchemaComment+"'"); err != nil {
+	if _, err := s.pool.Exec(ctx, "CREATE SCHEMA "+Quote(name)+"; COMMENT ON SCHEMA "+Quote(name)+" IS '"+testSchemaComment+"'"); err != nil {
 		return nil, fmt.Errorf("isolation: create schema %s: %w", name, err)
 	}
 	u, err := withSearchPath(s.url, name)
@@ -363,7 +373,7 @@ func (s *Server) migrateInSchema(ctx context.Context, schema string, m Migrator)
 	defer db.Close()
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
-	if _, err := db.ExecContext(ctx, "SET search_path TO "+quote(schema)); err != nil {
+	if _, err := db.ExecContext(ctx, "SET search_path TO "+Quote(schema)); err != nil {
 		return err
 	}
 	defer func() { _, _ = db.ExecContext(context.WithoutCancel(ctx), "RESET search_path") }()
@@ -372,7 +382,7 @@ func (s *Server) migrateInSchema(ctx context.Context, schema string, m Migrator)
 
 // DropSchema drops a schema and everything in it (CASCADE).
 func (s *Server) DropSchema(ctx context.Context, name string) error {
-	if _, err := s.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+quote(name)+" CASCADE"); err != nil {
+	if _, err := s.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+Quote(name)+" CASCADE"); err != nil {
 		return fmt.Errorf("isolation: drop schema %s: %w", name, err)
 	}
 	return nil
@@ -445,7 +455,9 @@ type serverSlot struct {
 	err  error
 }
 
-func serverFor(ctx context.Context, url string) (*Server, error) {
+// ServerFor returns the Server of url that the TB helpers share, opening
+// it on first use.
+func ServerFor(ctx context.Context, url string) (*Server, error) {
 	serversMu.Lock()
 	if slot, ok := servers[url]; ok {
 		serversMu.Unlock()
@@ -453,7 +465,7 @@ func serverFor(ctx context.Context, url string) (*Server, error) {
 		case <-slot.done:
 			return slot.s, slot.err
 		case <-ctx.Done():
-			return nil, fmt.Errorf("isolation: wait for the connection to %s: %w", redact(url), ctx.Err())
+			return nil, fmt.Errorf("isolation: wait for the connection to %s: %w", Redact(url), ctx.Err())
 		}
 	}
 	slot := &serverSlot{done: make(chan struct{})}
@@ -492,5 +504,5 @@ func openServers(take bool) []*Server {
 	return out
 }
 
-// setupTimeout bounds a helper's work for one test.
-const setupTimeout = 2 * time.Minute
+// SetupTimeout bounds a helper's work for one test.
+const SetupTimeout = 2 * time.Minute
