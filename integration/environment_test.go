@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -244,49 +243,6 @@ func TestReadinessTimeoutCarriesTheLogTail(t *testing.T) {
 	}
 	if cts := suiteContainers(t, env.Suite()); len(cts) != 0 {
 		t.Errorf("the failed container was left: %+v", cts)
-	}
-}
-
-func TestPerTestPodsWhenSingletonsAreOff(t *testing.T) {
-	t.Parallel()
-	env, _ := newEnv(t, cleanroom.Config{DisableSingletonContainers: true}, cleanroom.Redis())
-	c := connect(t)
-	var mu sync.Mutex
-	var pods []string
-	t.Run("group", func(t *testing.T) {
-		for i := range 3 {
-			t.Run(fmt.Sprint(i), func(t *testing.T) {
-				t.Parallel()
-				rd := redisOf(t, env)
-				rdb := redis.NewClient(&redis.Options{Addr: rd.Addr(), Password: rd.Password()})
-				defer rdb.Close()
-				if err := rdb.Set(context.Background(), "k", t.Name(), 0).Err(); err != nil {
-					t.Fatal(err)
-				}
-				// Its own server: no other test's value.
-				if v, _ := rdb.Get(context.Background(), "k").Result(); v != t.Name() {
-					t.Errorf("k = %q, want %q", v, t.Name())
-				}
-				info, err := c.InspectPod(context.Background(), rd.Container().PodName)
-				if err != nil {
-					t.Fatal(err)
-				}
-				mu.Lock()
-				pods = append(pods, info.Name)
-				mu.Unlock()
-			})
-		}
-	})
-	if len(pods) != 3 || pods[0] == pods[1] || pods[1] == pods[2] || pods[0] == pods[2] {
-		t.Errorf("per-test pods: %v, want 3 different", pods)
-	}
-	for _, p := range pods {
-		if _, err := c.InspectPod(context.Background(), p); err == nil {
-			t.Errorf("per-test pod %s outlived its test", p)
-		}
-	}
-	if st := env.Stats(); st.PerTest != 3 {
-		t.Errorf("stats %+v", st)
 	}
 }
 
