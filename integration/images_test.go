@@ -85,13 +85,13 @@ func TestPostgresImageContract(t *testing.T) {
 
 	// The other readiness probes against the same real server: exec and
 	// the log line, which the init server and the real one each print once.
-	if err := healthcheck.Exec(c, id, "pg_isready", "-q").Check(ctx); err != nil {
+	if err := healthcheck.Exec(execIn(c, id), "pg_isready", "-q").Check(ctx); err != nil {
 		t.Errorf("exec probe: %v", err)
 	}
-	if err := healthcheck.LogLine(c, id, "ready to accept connections", 2).Check(ctx); err != nil {
+	if err := healthcheck.LogLine(logsOf(c, id), "ready to accept connections", 2).Check(ctx); err != nil {
 		t.Errorf("log line probe: %v", err)
 	}
-	if err := healthcheck.LogLine(c, id, "ready to accept connections", 3).Check(ctx); err == nil {
+	if err := healthcheck.LogLine(logsOf(c, id), "ready to accept connections", 3).Check(ctx); err == nil {
 		t.Errorf("log line probe: a third occurrence was seen")
 	}
 
@@ -177,4 +177,16 @@ func TestRedisImageContract(t *testing.T) {
 	if got := strings.Fields(string(res.Stdout)); err != nil || res.ExitCode != 0 || !slices.Equal(got, []string{"999", "999"}) {
 		t.Errorf("uid of the server and of /data: %q (want 999 999) %+v %s, %v", got, res, res.Stderr, err)
 	}
+}
+
+// execIn and logsOf adapt the client to the healthcheck probes.
+func execIn(c *podman.Client, id string) healthcheck.ExecFunc {
+	return func(ctx context.Context, cmd []string) (int, string, error) {
+		res, err := c.Exec(ctx, id, cmd)
+		return res.ExitCode, string(res.Stdout) + string(res.Stderr), err
+	}
+}
+
+func logsOf(c *podman.Client, id string) healthcheck.LogsFunc {
+	return func(ctx context.Context) ([]string, error) { return c.Logs(ctx, id, 0) }
 }

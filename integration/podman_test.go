@@ -142,8 +142,8 @@ func TestContainerLifecycleExecAndLogs(t *testing.T) {
 	if !info.State.Running || info.Labels[podman.LabelManaged] != "true" || info.Labels[runLabel] != runID {
 		t.Fatalf("container state %+v labels %v: want running, managed, labelled with the run", info.State, info.Labels)
 	}
-	if info.Raw.Config == nil || info.Raw.Config.Timeout != 600 {
-		t.Errorf("run-time limit: got %+v, want 600 s", info.Raw.Config)
+	if info.Timeout != 600*time.Second {
+		t.Errorf("run-time limit: got %s, want 600 s", info.Timeout)
 	}
 
 	res, err := c.Exec(ctx, id, []string{"sh", "-c", "cat /scratch/f; echo oops >&2; exit 3"})

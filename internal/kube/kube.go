@@ -85,8 +85,8 @@ func YAML(ctx context.Context, eng Engine, pod string) ([]byte, error) {
 			cm := c.(map[string]any)
 			var entrypoint []string
 			if name, _ := cm["name"].(string); name != "" {
-				if ci, err := eng.InspectContainer(ctx, name); err == nil && ci.Raw != nil && ci.Raw.Config != nil {
-					entrypoint = ci.Raw.Config.Entrypoint
+				if ci, err := eng.InspectContainer(ctx, name); err == nil {
+					entrypoint = ci.Entrypoint
 				}
 			}
 			if hideSecret(cm, password, secretName, entrypoint) {

@@ -7,8 +7,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/containers/podman/v5/libpod/define"
-
 	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -63,7 +61,7 @@ func (fakeKube) GenerateKube(context.Context, ...string) ([]byte, error) {
 	return []byte(podmanKube), nil
 }
 func (fakeKube) InspectContainer(_ context.Context, name string) (*podman.ContainerInfo, error) {
-	return &podman.ContainerInfo{Raw: &define.InspectContainerData{Config: &define.InspectContainerConfig{Entrypoint: []string{"docker-entrypoint.sh"}}}}, nil
+	return &podman.ContainerInfo{Entrypoint: []string{"docker-entrypoint.sh"}}, nil
 }
 
 func (fakeKube) InspectPod(context.Context, string) (*podman.PodInfo, error) {

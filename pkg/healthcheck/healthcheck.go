@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
 // Probe checks once whether a service answers. It returns nil when it does
@@ -268,42 +266,39 @@ func HTTP(url string, status int) Probe {
 	})
 }
 
-// Execer runs a command in a container; *podman.Client is one.
-type Execer interface {
-	Exec(ctx context.Context, container string, cmd []string) (podman.ExecResult, error)
-}
+// ExecFunc runs cmd, in a container say, and returns its exit code and
+// output: cleanroom.Container.Exec is one.
+type ExecFunc func(ctx context.Context, cmd []string) (exitCode int, output string, err error)
 
-// Exec succeeds when cmd, run in the container, exits 0 (e.g. pg_isready).
-// An exec through the API costs 150–200 ms and slows the removal of the
+// Exec succeeds when run says cmd exited 0 (e.g. pg_isready). An exec
+// through the Podman API costs 150–200 ms and slows the removal of the
 // container's pod by seconds: prefer a network probe for repeated checks.
-func Exec(e Execer, container string, cmd ...string) Probe {
-	return Func(fmt.Sprintf("exec %q in %s", strings.Join(cmd, " "), shortID(container)), func(ctx context.Context) error {
-		res, err := e.Exec(ctx, container, cmd)
+func Exec(run ExecFunc, cmd ...string) Probe {
+	return Func(fmt.Sprintf("exec %q", strings.Join(cmd, " ")), func(ctx context.Context) error {
+		code, out, err := run(ctx, cmd)
 		if err != nil {
 			return err
 		}
-		if res.ExitCode != 0 {
-			out := strings.TrimSpace(string(res.Stderr) + " " + string(res.Stdout))
-			return fmt.Errorf("exit code %d: %s", res.ExitCode, out)
+		if code != 0 {
+			return fmt.Errorf("exit code %d: %s", code, strings.TrimSpace(out))
 		}
 		return nil
 	})
 }
 
-// LogReader reads a container's output; *podman.Client is one.
-type LogReader interface {
-	Logs(ctx context.Context, container string, tail int) ([]string, error)
-}
+// LogsFunc returns the lines a container wrote so far:
+// cleanroom.Container.Logs is one.
+type LogsFunc func(ctx context.Context) ([]string, error)
 
-// LogLine succeeds once the container's output holds a line containing
-// substr at least times times (Postgres images log "ready to accept
-// connections" twice: the init server, then the real one).
-func LogLine(r LogReader, container, substr string, times int) Probe {
+// LogLine succeeds once the output holds a line containing substr at least
+// times times (Postgres images log "ready to accept connections" twice: the
+// init server, then the real one).
+func LogLine(logs LogsFunc, substr string, times int) Probe {
 	if times < 1 {
 		times = 1
 	}
-	return Func(fmt.Sprintf("log line %q ×%d in %s", substr, times, shortID(container)), func(ctx context.Context) error {
-		lines, err := r.Logs(ctx, container, 0)
+	return Func(fmt.Sprintf("log line %q ×%d", substr, times), func(ctx context.Context) error {
+		lines, err := logs(ctx)
 		if err != nil {
 			return err
 		}
@@ -318,11 +313,4 @@ func LogLine(r LogReader, container, substr string, times int) Probe {
 		}
 		return nil
 	})
-}
-
-func shortID(id string) string {
-	if len(id) == 64 {
-		return id[:12]
-	}
-	return id
 }

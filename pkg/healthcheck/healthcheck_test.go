@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
 func TestWaitRetriesUntilSuccess(t *testing.T) {
@@ -175,49 +173,38 @@ func TestPostgresNamesItsTarget(t *testing.T) {
 	}
 }
 
-type fakeExec struct {
-	res podman.ExecResult
-	err error
-	got []string
-}
-
-func (f *fakeExec) Exec(_ context.Context, _ string, cmd []string) (podman.ExecResult, error) {
-	f.got = cmd
-	return f.res, f.err
-}
-
 func TestExec(t *testing.T) {
-	f := &fakeExec{res: podman.ExecResult{ExitCode: 2, Stdout: []byte("/var/run/postgresql:5432 - no response\n")}}
-	p := Exec(f, "0123456789ab0123456789ab0123456789ab0123456789ab0123456789abcdef", "pg_isready", "-q")
+	code, out := 2, "/var/run/postgresql:5432 - no response\n"
+	var err0 error
+	var got []string
+	run := func(_ context.Context, cmd []string) (int, string, error) { got = cmd; return code, out, err0 }
+	p := Exec(run, "pg_isready", "-q")
 	err := p.Check(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "exit code 2") || !strings.Contains(err.Error(), "no response") {
 		t.Errorf("failing command: %v", err)
 	}
-	if !strings.Contains(p.String(), `"pg_isready -q" in 0123456789ab`) {
-		t.Errorf("String() = %q", p.String())
+	if strings.Join(got, " ") != "pg_isready -q" || !strings.Contains(p.String(), `"pg_isready -q"`) {
+		t.Errorf("ran %q, String() = %q", got, p.String())
 	}
-	f.res = podman.ExecResult{}
+	code, out = 0, ""
 	if err := p.Check(context.Background()); err != nil {
 		t.Errorf("exit 0: %v", err)
 	}
-	f.err = errors.New("container not running")
+	err0 = errors.New("container not running")
 	if err := p.Check(context.Background()); err == nil {
 		t.Error("an exec error must fail the probe")
 	}
 }
 
-type fakeLogs []string
-
-func (f fakeLogs) Logs(context.Context, string, int) ([]string, error) { return f, nil }
-
 func TestLogLineCountsOccurrences(t *testing.T) {
-	logs := fakeLogs{"LOG:  database system is ready to accept connections", "LOG:  received fast shutdown request"}
-	p := LogLine(logs, "pg", "ready to accept connections", 2)
+	lines := []string{"LOG:  database system is ready to accept connections", "LOG:  received fast shutdown request"}
+	logs := func(context.Context) ([]string, error) { return lines, nil }
+	p := LogLine(logs, "ready to accept connections", 2)
 	if err := p.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "seen 1 of 2") {
 		t.Errorf("one of two occurrences: %v", err)
 	}
-	logs = append(logs, "LOG:  database system is ready to accept connections")
-	if err := LogLine(logs, "pg", "ready to accept connections", 2).Check(context.Background()); err != nil {
+	lines = append(lines, "LOG:  database system is ready to accept connections")
+	if err := p.Check(context.Background()); err != nil {
 		t.Errorf("two occurrences: %v", err)
 	}
 }

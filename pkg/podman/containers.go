@@ -144,8 +144,12 @@ type ContainerInfo struct {
 	Created     time.Time
 	Labels      map[string]string
 	State       ContainerState
-	// Raw is the service's full answer.
-	Raw *define.InspectContainerData
+	// Entrypoint and Command are what the container runs (the image's,
+	// unless the create said otherwise).
+	Entrypoint []string
+	Command    []string
+	// Timeout is the container's run-time limit (0: none).
+	Timeout time.Duration
 }
 
 // ContainerState is a container's run state.
@@ -165,9 +169,12 @@ func (c *Client) InspectContainer(ctx context.Context, nameOrID string) (*Contai
 	if err := c.call(ctx, "inspect container "+nameOrID, request{method: http.MethodGet, path: "/containers/%s/json", args: []string{nameOrID}}, &d); err != nil {
 		return nil, err
 	}
-	info := &ContainerInfo{ID: d.ID, Name: d.Name, Image: d.ImageName, ImageDigest: d.ImageDigest, Pod: d.Pod, Created: d.Created, Raw: &d}
+	info := &ContainerInfo{ID: d.ID, Name: d.Name, Image: d.ImageName, ImageDigest: d.ImageDigest, Pod: d.Pod, Created: d.Created}
 	if d.Config != nil {
 		info.Labels = d.Config.Labels
+		info.Entrypoint = d.Config.Entrypoint // a list on Podman 5, a string on 4: the type reads both
+		info.Command = d.Config.Cmd
+		info.Timeout = time.Duration(d.Config.Timeout) * time.Second
 	}
 	if s := d.State; s != nil {
 		info.State = ContainerState{Status: s.Status, Running: s.Running, ExitCode: int(s.ExitCode), OOMKilled: s.OOMKilled, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt}
