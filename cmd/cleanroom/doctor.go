@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +19,29 @@ import (
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
+
+var doctorCommand = &command{
+	name:    "doctor",
+	summary: "check the engine, runtime, limits and images; exit 1 on problems",
+}
+
+func init() { doctorCommand.run = runDoctor }
+
+// errProblems makes doctor exit 1 after it printed the problems.
+var errProblems = errors.New("problems found (see above)")
+
+func runDoctor(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	if err := parseFlags(e, doctorCommand, fs, args, 0); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	if doctor(ctx, e.url, e.stdout) != 0 {
+		return errProblems
+	}
+	return nil
+}
 
 // doctor checks what Cleanroom needs of the engine and prints every
 // problem with the command that fixes it. Exit status 0: healthy.

@@ -1,15 +1,20 @@
 // Command cleanroom shows and cleans up what Cleanroom runs on a Podman
 // engine, and checks that the engine is fit for it.
 //
-//	go run github.com/cleanroom-go/cleanroom/cmd/cleanroom ps
-//	go run github.com/cleanroom-go/cleanroom/cmd/cleanroom gc [--all] [--dry-run]
-//	go run github.com/cleanroom-go/cleanroom/cmd/cleanroom doctor
-//	go run github.com/cleanroom-go/cleanroom/cmd/cleanroom version
+//	go install github.com/cleanroom-go/cleanroom/cmd/cleanroom@latest
+//	cleanroom ps
+//	cleanroom gc [--all] [--suite NAME] [--snapshots] [--dry-run]
+//	cleanroom doctor
+//	cleanroom --url unix:///run/podman/podman.sock ps
 //
-// It finds the engine the way the library does: --url, CLEANROOM_CONNECTION,
-// connection in cleanroom.toml,
+// Global flags come before the command, the command's own flags after it;
+// `cleanroom COMMAND -h` lists them. It finds the engine the way the
+// library does: --url, CLEANROOM_CONNECTION, connection in cleanroom.toml,
 // CONTAINER_HOST, the default connection of containers.conf, then the
 // rootless and rootful sockets.
+//
+// Exit status: 0 done, 1 failed (or doctor found problems), 2 a usage
+// mistake.
 package main
 
 import (
@@ -20,55 +25,149 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/debug"
-	"slices"
-	"sort"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
-	"github.com/hashicorp/go-multierror"
-	"golang.org/x/term"
-
-	"github.com/cleanroom-go/cleanroom/internal/kube"
-	"github.com/cleanroom-go/cleanroom/internal/labels"
-	"github.com/cleanroom-go/cleanroom/internal/lease"
-	"github.com/cleanroom-go/cleanroom/internal/pull"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
-const usage = `usage: cleanroom <command> [flags]
+// env is what every command gets: the global flags and the output streams.
+type env struct {
+	url            string // --url, else as the library finds the engine
+	stdout, stderr io.Writer
+}
 
-commands:
-  ps                          suites, pods, services, ages, leases and ports
-  gc [--all] [--suite NAME] [--snapshots] [--dry-run]
-                              remove stale cleanroom pods: no test process or reaper
-                              holds them (--all: every object labelled io.cleanroom.managed;
-                              --snapshots: also the snapshot images of start-up state);
-                              nothing without that label is ever touched
-                              (--suite: only that suite's objects)
-  clean [--suite NAME] [--dry-run]
-                              the same as gc --all
-  pull [IMAGE…]               pull the images the suite here declares (the Postgres and Redis
-                              images, [cleanroom.images] of cleanroom.toml, CLEANROOM_*_IMAGE),
-                              or the given ones, with progress
-  kube [POD]                  the suite pod (default: the only one) as Kubernetes YAML, made by
-                              Podman's generator, the password in a Secret
-  doctor                      check the engine, runtime, limits and images; exit 1 on problems
-  version                     print the version
+// command is one verb of the CLI. run parses args with its own FlagSet
+// (see parseFlags) and returns flag.ErrHelp after printing its help, a
+// usageError for a mistake in args, or the command's failure.
+type command struct {
+	name     string
+	synopsis string // flags and arguments, for the usage lines
+	summary  string
+	run      func(ctx context.Context, e *env, args []string) error
+}
 
-flags of every command:
-  --url URI                   the Podman service (default: as the library finds it)
-`
+// usageLine is the command's synopsis with the global flag.
+func (c *command) usageLine() string {
+	return strings.TrimSpace("cleanroom [--url URI] " + c.name + " " + c.synopsis)
+}
+
+// commands lists the verbs in the order the usage shows them.
+var commands = []*command{psCommand, gcCommand, cleanCommand, pullCommand, kubeCommand, doctorCommand, versionCommand}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// run executes one command line and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr}
+	global := flag.NewFlagSet("cleanroom", flag.ContinueOnError)
+	global.SetOutput(io.Discard)
+	global.StringVar(&e.url, "url", "", "the Podman service `URI` (default: as the library finds it)")
+	if err := global.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout, global)
+			return 0
+		}
+		fmt.Fprintf(stderr, "cleanroom: %v\n", err)
+		usage(stderr, global)
+		return 2
+	}
+	if global.NArg() == 0 {
+		usage(stderr, global)
+		return 2
+	}
+	name, rest := global.Arg(0), global.Args()[1:]
+	if name == "help" {
+		if len(rest) == 1 {
+			name, rest = rest[0], []string{"-h"}
+		} else {
+			usage(stdout, global)
+			return 0
+		}
+	}
+	var cmd *command
+	for _, c := range commands {
+		if c.name == name {
+			cmd = c
+		}
+	}
+	if cmd == nil {
+		hint := ""
+		if strings.HasPrefix(name, "-") {
+			hint = " (global flags go before the command, its own flags after it)"
+		}
+		fmt.Fprintf(stderr, "cleanroom: unknown command %q%s\n", name, hint)
+		usage(stderr, global)
+		return 2
+	}
+	if e.url == "" {
+		e.url = defaultConnection()
+	}
+	err := cmd.run(ctx, e, rest)
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "cleanroom %s: %v\nusage: %s\n(cleanroom %s -h lists its flags)\n", cmd.name, ue.msg, cmd.usageLine(), cmd.name)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "cleanroom %s: %v\n", cmd.name, err)
+		return 1
+	}
+}
+
+// usage prints the command list and the global flags.
+func usage(w io.Writer, global *flag.FlagSet) {
+	fmt.Fprint(w, "usage: cleanroom [--url URI] <command> [flags] [arguments]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, "\nglobal flags (before the command):\n")
+	global.SetOutput(w)
+	global.PrintDefaults()
+	global.SetOutput(io.Discard)
+	fmt.Fprint(w, "\ncleanroom <command> -h shows a command's flags.\n")
+}
+
+// usageError is a mistake in a command's flags or arguments: exit status 2.
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+// parseFlags parses a command's arguments with its own FlagSet: -h prints
+// the command's help to stdout and yields flag.ErrHelp; an unknown flag or
+// more than maxArgs positional arguments (maxArgs < 0: any number) is a
+// usageError.
+func parseFlags(e *env, c *command, fs *flag.FlagSet, args []string, maxArgs int) error {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(e.stdout, "usage: %s\n\n%s\n", c.usageLine(), strings.ReplaceAll(c.summary, "\n            ", "\n"))
+			var b strings.Builder
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			if b.Len() > 0 {
+				fmt.Fprintf(e.stdout, "\nflags:\n%s", b.String())
+			}
+			return flag.ErrHelp
+		}
+		if strings.HasSuffix(err.Error(), "not defined: -url") {
+			return usageError{"--url is a global flag: it goes before the command (cleanroom --url URI " + c.name + " …)"}
+		}
+		return usageError{err.Error()}
+	}
+	if maxArgs >= 0 && fs.NArg() > maxArgs {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(maxArgs))}
+	}
+	return nil
 }
 
 // defaultConnection is the engine URI the library would use here:
@@ -84,342 +183,11 @@ func defaultConnection() string {
 	return ""
 }
 
-// run executes one command and returns the exit status.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	cmd, args := args[0], args[1:]
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	uri := fs.String("url", defaultConnection(), "Podman service URI")
-	dry := fs.Bool("dry-run", false, "list what would be removed, remove nothing")
-	all := fs.Bool("all", false, "every object labelled io.cleanroom.managed, stale or not")
-	snaps := fs.Bool("snapshots", false, "also remove the snapshot images")
-	suite := fs.String("suite", "", "only the objects of this suite (label io.cleanroom.suite)")
-	switch cmd {
-	case "version":
-		fmt.Fprintf(stdout, "cleanroom %s (%s, %s, %s/%s)\n", labels.LibraryVersion, buildRevision(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	case "ps", "gc", "clean", "doctor", "pull", "kube":
-	default:
-		fmt.Fprintf(stderr, "cleanroom: unknown command %q\n%s", cmd, usage)
-		return 2
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	if cmd == "doctor" {
-		return doctor(ctx, *uri, stdout)
-	}
-	c, err := podman.Connect(ctx, podman.Options{URI: *uri})
-	if err != nil {
-		fmt.Fprintf(stderr, "cleanroom %s: %v\n", cmd, err)
-		return 1
-	}
-	defer c.Close()
-	switch cmd {
-	case "ps":
-		err = ps(ctx, c, stdout)
-	case "pull":
-		err = pullImages(ctx, c, fs.Args(), stdout)
-	case "kube":
-		err = kubeYAML(ctx, c, fs.Args(), stdout)
-	case "clean":
-		err = gc(ctx, c, true, *dry, *suite, stdout)
-	default:
-		err = gc(ctx, c, *all, *dry, *suite, stdout)
-		if err == nil && *snaps {
-			err = gcSnapshots(ctx, c, *dry, stdout)
-		}
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "cleanroom %s: %v\n", cmd, err)
-		return 1
-	}
-	return 0
+// connect dials the engine for a command; the caller closes the client.
+func connect(ctx context.Context, e *env) (*podman.Client, error) {
+	return podman.Connect(ctx, podman.Options{URI: e.url})
 }
 
-func buildRevision() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				return "revision " + s.Value[:12]
-			}
-		}
-		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			return "module " + bi.Main.Version
-		}
-	}
-	return "development build"
-}
-
-var managed = map[string]string{podman.LabelManaged: "true"}
-
-// ps prints one row per pod: its suite, services, age, leases and ports.
-func ps(ctx context.Context, c *podman.Client, out io.Writer) error {
-	pods, err := c.ListPods(ctx, managed)
-	if err != nil {
-		return err
-	}
-	cts, err := c.ListContainers(ctx, managed)
-	if err != nil {
-		return err
-	}
-	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SUITE\tPOD\tROLE\tSERVICES\tAGE\tLEASES\tPORTS")
-	for _, p := range pods {
-		var services []string
-		for _, ct := range cts {
-			if ct.Pod == p.ID && !ct.IsInfra {
-				name := ct.Labels[labels.Service]
-				if name == "" {
-					name = strings.Join(ct.Names, ",")
-				}
-				services = append(services, name+"("+ct.State+")")
-			}
-		}
-		sort.Strings(services)
-		ports := "-"
-		if info, err := c.InspectPod(ctx, p.ID); err == nil {
-			var ps []string
-			for k, a := range info.Ports {
-				ps = append(ps, fmt.Sprintf("%s→%s:%d", k, a.IP, a.Port))
-			}
-			sort.Strings(ps)
-			if len(ps) > 0 {
-				ports = strings.Join(ps, " ")
-			}
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(p.Labels[labels.Suite]), p.Name, orDash(p.Labels[labels.Role]),
-			orDash(strings.Join(services, " ")), age(p.Created), leases(c.Endpoint().URI, p), ports)
-	}
-	if len(pods) == 0 {
-		fmt.Fprintln(w, "(no cleanroom pods)")
-	}
-	return w.Flush()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func age(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return time.Since(t).Round(time.Second).String()
-}
-
-// leases describes who holds a pod: live test processes, the reaper, or
-// an idle time.
-func leases(uri string, p podman.PodSummary) string {
-	if h := p.Labels[labels.Host]; h != "" {
-		if me, _ := os.Hostname(); h != me {
-			return "on " + h
-		}
-	}
-	if p.Labels[labels.Role] != "suite" {
-		st := lease.Leases(uri, "cleanroom-"+p.Labels[labels.Suite])
-		if slices.Contains(st.Live, p.Labels[labels.Run]) {
-			return "its process"
-		}
-		return "none (stale)"
-	}
-	st := lease.Leases(uri, p.Name)
-	reaper := ""
-	if st.ReaperPID != 0 {
-		reaper = fmt.Sprintf(" (reaper %d)", st.ReaperPID)
-	}
-	switch {
-	case !st.Known:
-		return "unknown"
-	case len(st.Live) > 0:
-		return fmt.Sprintf("%d process(es)%s", len(st.Live), reaper)
-	case !st.Deadline().IsZero():
-		return fmt.Sprintf("idle %s, removed in %s%s", time.Since(st.IdleSince).Round(time.Second),
-			max(0, time.Until(st.Deadline())).Round(time.Second), reaper)
-	case st.Reaper && !st.IdleSince.IsZero():
-		return "idle " + time.Since(st.IdleSince).Round(time.Second).String() + reaper
-	case st.Reaper:
-		return "reaper only" + reaper
-	}
-	return "none (stale)"
-}
-
-// gc removes stale pods (all managed pods and containers with all), and
-// reports each object; failures are aggregated.
-func gc(ctx context.Context, c *podman.Client, all, dry bool, suite string, out io.Writer) error {
-	verb := "removed"
-	if dry {
-		verb = "would remove"
-	}
-	filter := map[string]string{podman.LabelManaged: "true"}
-	if suite != "" {
-		filter[labels.Suite] = suite
-	}
-	var result *multierror.Error
-	pods, err := c.ListPods(ctx, filter)
-	if err != nil {
-		return err
-	}
-	inPod := map[string]bool{}
-	for _, p := range pods {
-		inPod[p.ID] = true
-		why := "--all"
-		if !all {
-			stale, reason := lease.Stale(c.Endpoint().URI, p, 0)
-			if !stale {
-				continue
-			}
-			why = reason
-		}
-		if !dry {
-			if err := c.RemovePod(ctx, p.ID); err != nil && !errors.Is(err, podman.ErrNotFound) {
-				result = multierror.Append(result, err)
-				continue
-			}
-		}
-		fmt.Fprintf(out, "%s pod %s (%d containers; %s)\n", verb, p.Name, len(p.Containers), why)
-		if !dry && p.Labels[labels.Role] == "suite" {
-			// Its reaper has nothing left to watch: it ends (unless test
-			// processes still hold the suite), and a later run starts one
-			// with its own settings.
-			switch pid, err := lease.EndReaper(c.Endpoint().URI, p.Name, 5*time.Second); {
-			case err != nil:
-				fmt.Fprintf(out, "  %v\n", err)
-			case pid != 0:
-				fmt.Fprintf(out, "  ended its reaper (pid %d)\n", pid)
-			}
-		}
-	}
-	if !all {
-		return result.ErrorOrNil()
-	}
-	cts, err := c.ListContainers(ctx, filter)
-	if err != nil {
-		return multierror.Append(result, err).ErrorOrNil()
-	}
-	for _, ct := range cts {
-		if inPod[ct.Pod] || ct.IsInfra {
-			continue // went with its pod (or goes with one made meanwhile)
-		}
-		if !dry {
-			if err := c.RemoveContainer(ctx, ct.ID); err != nil && !errors.Is(err, podman.ErrNotFound) {
-				result = multierror.Append(result, err)
-				continue
-			}
-		}
-		fmt.Fprintf(out, "%s container %s\n", verb, strings.Join(ct.Names, ","))
-	}
-	return result.ErrorOrNil()
-}
-
-// gcSnapshots removes every snapshot image (label io.cleanroom.snapshot).
-func gcSnapshots(ctx context.Context, c *podman.Client, dry bool, out io.Writer) error {
-	imgs, err := c.ListImages(ctx, map[string]string{podman.LabelManaged: "true", labels.Snapshot: ""})
-	if err != nil {
-		return err
-	}
-	var result *multierror.Error
-	for _, img := range imgs {
-		name := img.ID[:12]
-		if len(img.Names) > 0 {
-			name = img.Names[0]
-		}
-		if dry {
-			fmt.Fprintf(out, "would remove snapshot %s\n", name)
-			continue
-		}
-		err := c.RemoveImage(ctx, img.ID)
-		switch {
-		case errors.Is(err, podman.ErrConflict):
-			fmt.Fprintf(out, "kept snapshot %s: containers run from it\n", name)
-		case err != nil && !errors.Is(err, podman.ErrNotFound):
-			result = multierror.Append(result, err)
-		default:
-			fmt.Fprintf(out, "removed snapshot %s\n", name)
-		}
-	}
-	return result.ErrorOrNil()
-}
-
-// pull fetches every image the suite here declares (or the given ones)
-// that the engine lacks, with per-layer progress on a terminal.
-func pullImages(ctx context.Context, c *podman.Client, images []string, out io.Writer) error {
-	if len(images) == 0 {
-		cfg, err := cleanroom.LoadConfig("")
-		if err != nil {
-			return err
-		}
-		seen := map[string]bool{}
-		for _, svc := range []cleanroom.Service{cleanroom.Postgres(), cleanroom.Redis()} {
-			img := svc.Image()
-			if o := cfg.Images[svc.Name()]; o != "" {
-				img = o
-			}
-			images = append(images, img)
-			seen[svc.Name()] = true
-		}
-		for name, img := range cfg.Images {
-			if !seen[name] {
-				images = append(images, img)
-			}
-		}
-	}
-	terminal := false
-	if f, ok := out.(*os.File); ok {
-		terminal = term.IsTerminal(int(f.Fd()))
-	}
-	var result *multierror.Error
-	for _, img := range images {
-		if ok, err := c.ImageExists(ctx, img); err == nil && ok {
-			fmt.Fprintf(out, "present %s\n", img)
-			continue
-		}
-		if err := pull.WithProgress(ctx, c, img, pull.Options{Output: out, Terminal: terminal}); err != nil {
-			result = multierror.Append(result, err)
-		}
-	}
-	return result.ErrorOrNil()
-}
-
-// kube writes a suite pod as Kubernetes YAML.
-func kubeYAML(ctx context.Context, c *podman.Client, args []string, out io.Writer) error {
-	var pod string
-	switch len(args) {
-	case 1:
-		pod = args[0]
-	case 0:
-		pods, err := c.ListPods(ctx, map[string]string{podman.LabelManaged: "true", labels.Role: "suite"})
-		if err != nil {
-			return err
-		}
-		if len(pods) != 1 {
-			var names []string
-			for _, p := range pods {
-				names = append(names, p.Name)
-			}
-			return fmt.Errorf("name the pod: %d suite pods run (%s); start the suite's services first (keep_warm keeps them)", len(pods), strings.Join(names, ", "))
-		}
-		pod = pods[0].Name
-	default:
-		return errors.New("usage: cleanroom kube [POD]")
-	}
-	y, err := kube.YAML(ctx, c, pod)
-	if err != nil {
-		return err
-	}
-	_, err = out.Write(y)
-	return err
-}
+// commandTimeout bounds the commands that only talk to the engine; pull
+// is bounded by the user (Ctrl-C) instead.
+const commandTimeout = 5 * time.Minute

@@ -4,7 +4,12 @@
 // again; cleanup never touches an object without Managed.
 package labels
 
-import "github.com/cleanroom-go/cleanroom/pkg/podman"
+import (
+	"runtime/debug"
+	"sync"
+
+	"github.com/cleanroom-go/cleanroom/pkg/podman"
+)
 
 // Label keys.
 const (
@@ -27,5 +32,41 @@ const (
 	BuiltIn   = "io.cleanroom.built-in"   // snapshot images: the run that built it
 )
 
-// LibraryVersion is written into the Version label of every object.
-const LibraryVersion = "0.1.0-dev"
+// SnapshotRepository is the image repository snapshot images are
+// committed to, one image name per suite and service under it.
+const SnapshotRepository = "localhost/cleanroom-snapshot"
+
+// LibraryVersion is written into the Version label of every object: the
+// version of this module in the running binary's build information (what
+// the user's go.mod requires, such as v0.4.1), "devel" when it is built
+// from a checkout of this repository, as its own tests are.
+var LibraryVersion = sync.OnceValue(func() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	return versionIn(bi)
+})
+
+// versionIn finds this module's version in a binary's build information.
+func versionIn(bi *debug.BuildInfo) string {
+	v := ""
+	if bi.Main.Path == Module {
+		v = bi.Main.Version
+	}
+	for _, d := range bi.Deps {
+		if d.Path == Module {
+			v = d.Version
+			if d.Replace != nil {
+				v = d.Replace.Version
+			}
+		}
+	}
+	if v == "" || v == "(devel)" {
+		return "devel"
+	}
+	return v
+}
+
+// Module is this library's module path.
+const Module = "github.com/cleanroom-go/cleanroom"

@@ -17,8 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-multierror"
-
 	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/internal/lease"
 	"github.com/cleanroom-go/cleanroom/internal/secret"
@@ -258,7 +256,7 @@ func (e *Environment) labels(extra map[string]string) map[string]string {
 		labels.Run:       e.run,
 		labels.PID:       strconv.Itoa(os.Getpid()),
 		labels.CreatedAt: time.Now().UTC().Format(time.RFC3339),
-		labels.Version:   labels.LibraryVersion,
+		labels.Version:   labels.LibraryVersion(),
 	}
 	maps.Copy(l, extra)
 	return l
@@ -325,13 +323,13 @@ func (e *Environment) Close(ctx context.Context) error {
 		}
 		e.closers = nil
 		e.closersMu.Unlock()
-		var result *multierror.Error
+		var errs []error
 		for _, name := range names {
 			if e.share != nil && name == e.podName {
 				continue // shared: the reaper removes it when the last process is gone
 			}
 			if err := e.eng.RemovePod(ctx, name); err != nil && !errors.Is(err, podman.ErrNotFound) {
-				result = multierror.Append(result, fmt.Errorf("cleanroom: close: %w", err))
+				errs = append(errs, fmt.Errorf("cleanroom: close: %w", err))
 				continue
 			}
 			e.mu.Lock()
@@ -341,9 +339,9 @@ func (e *Environment) Close(ctx context.Context) error {
 		}
 		e.releaseLease()
 		if err := e.eng.Close(); err != nil {
-			result = multierror.Append(result, err)
+			errs = append(errs, err)
 		}
-		e.closeErr = result.ErrorOrNil()
+		e.closeErr = errors.Join(errs...)
 	})
 	return e.closeErr
 }

@@ -337,7 +337,7 @@ func TestLabelsMirrorTheRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, want := range map[string]string{labels.Suite: e.Suite(), labels.Service: "web", labels.Version: labels.LibraryVersion, labels.Run: e.run} {
+	for k, want := range map[string]string{labels.Suite: e.Suite(), labels.Service: "web", labels.Version: labels.LibraryVersion(), labels.Run: e.run} {
 		if spec.Labels[k] != want {
 			t.Errorf("label %s = %q, want %q", k, spec.Labels[k], want)
 		}
@@ -424,8 +424,8 @@ func TestCloseRemovesEverythingAndAggregatesFailures(t *testing.T) {
 		return &podman.APIError{Op: "remove pod " + name, StatusCode: 500, Message: "device busy"}
 	}
 	err := e.Close(context.Background())
-	var merr interface{ WrappedErrors() []error }
-	if !errors.As(err, &merr) || len(merr.WrappedErrors()) != 2 {
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) || len(joined.Unwrap()) != 2 {
 		t.Fatalf("Close: %v; want both pod failures", err)
 	}
 	if again := e.Close(context.Background()); again != err {

@@ -30,9 +30,6 @@ import (
 // drops them, `cleanroom gc --snapshots` removes them all, and
 // Config.DisableSnapshots (snapshots = false) turns them off.
 
-// SnapshotRepository is where snapshot images live.
-const SnapshotRepository = "localhost/cleanroom-snapshot"
-
 // snapshotter is the engine part snapshots need: *podman.Client has it.
 type snapshotter interface {
 	ImageID(ctx context.Context, ref string) (string, error)
@@ -70,7 +67,7 @@ func (e *Environment) snapshotRef(ctx context.Context, svc *Service, secret stri
 	}
 	sum := sha256.Sum256([]byte(baseID + "\x00" + svc.definition() + "\x00" + secret))
 	key = hex.EncodeToString(sum[:])[:16]
-	return fmt.Sprintf("%s/%s-%s:%s", SnapshotRepository, e.suite, svc.name, key), key, baseID
+	return fmt.Sprintf("%s/%s-%s:%s", labels.SnapshotRepository, e.suite, svc.name, key), key, baseID
 }
 
 // dropSnapshotOnce removes svc's snapshots, with CLEANROOM_REBUILD=1, the

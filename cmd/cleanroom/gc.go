@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/cleanroom-go/cleanroom/internal/labels"
+	"github.com/cleanroom-go/cleanroom/internal/lease"
+	"github.com/cleanroom-go/cleanroom/pkg/podman"
+)
+
+var gcCommand = &command{
+	name:     "gc",
+	synopsis: "[--all] [--suite NAME] [--snapshots] [--dry-run]",
+	summary: "remove stale cleanroom pods: no test process or reaper holds them;\n" +
+		"            nothing without the label io.cleanroom.managed is ever touched",
+}
+
+var cleanCommand = &command{
+	name:     "clean",
+	synopsis: "[--suite NAME] [--snapshots] [--dry-run]",
+	summary:  "remove every cleanroom pod and container, held or not (gc --all)",
+}
+
+func init() {
+	gcCommand.run = func(ctx context.Context, e *env, args []string) error { return runGC(ctx, e, gcCommand, args) }
+	cleanCommand.run = func(ctx context.Context, e *env, args []string) error { return runGC(ctx, e, cleanCommand, args) }
+}
+
+func runGC(ctx context.Context, e *env, cmd *command, args []string) error {
+	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+	all := cmd == cleanCommand
+	if !all {
+		fs.BoolVar(&all, "all", false, "every object labelled io.cleanroom.managed, stale or not")
+	}
+	dry := fs.Bool("dry-run", false, "list what would be removed, remove nothing")
+	snaps := fs.Bool("snapshots", false, "also remove the snapshot images (start-up state of services)")
+	suite := fs.String("suite", "", "only the objects of suite `NAME` (label io.cleanroom.suite)")
+	if err := parseFlags(e, cmd, fs, args, 0); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	c, err := connect(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := gc(ctx, c, all, *dry, *suite, e.stdout); err != nil {
+		return err
+	}
+	if *snaps {
+		return gcSnapshots(ctx, c, *dry, e.stdout)
+	}
+	return nil
+}
+
+// gc removes stale pods (all managed pods and containers with all), and
+// reports each object; failures are aggregated.
+func gc(ctx context.Context, c *podman.Client, all, dry bool, suite string, out io.Writer) error {
+	verb := "removed"
+	if dry {
+		verb = "would remove"
+	}
+	filter := map[string]string{podman.LabelManaged: "true"}
+	if suite != "" {
+		filter[labels.Suite] = suite
+	}
+	var errs []error
+	pods, err := c.ListPods(ctx, filter)
+	if err != nil {
+		return err
+	}
+	inPod := map[string]bool{}
+	for _, p := range pods {
+		inPod[p.ID] = true
+		why := "--all"
+		if !all {
+			stale, reason := lease.Stale(c.Endpoint().URI, p, 0)
+			if !stale {
+				continue
+			}
+			why = reason
+		}
+		if !dry {
+			if err := c.RemovePod(ctx, p.ID); err != nil && !errors.Is(err, podman.ErrNotFound) {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		fmt.Fprintf(out, "%s pod %s (%d containers; %s)\n", verb, p.Name, len(p.Containers), why)
+		if !dry && p.Labels[labels.Role] == "suite" {
+			// Its reaper has nothing left to watch: it ends (unless test
+			// processes still hold the suite), and a later run starts one
+			// with its own settings.
+			switch pid, err := lease.EndReaper(c.Endpoint().URI, p.Name, 5*time.Second); {
+			case err != nil:
+				fmt.Fprintf(out, "  %v\n", err)
+			case pid != 0:
+				fmt.Fprintf(out, "  ended its reaper (pid %d)\n", pid)
+			}
+		}
+	}
+	if !all {
+		return errors.Join(errs...)
+	}
+	cts, err := c.ListContainers(ctx, filter)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, ct := range cts {
+		if inPod[ct.Pod] || ct.IsInfra {
+			continue // went with its pod (or goes with one made meanwhile)
+		}
+		if !dry {
+			if err := c.RemoveContainer(ctx, ct.ID); err != nil && !errors.Is(err, podman.ErrNotFound) {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		fmt.Fprintf(out, "%s container %s\n", verb, strings.Join(ct.Names, ","))
+	}
+	return errors.Join(errs...)
+}
+
+// gcSnapshots removes every snapshot image (label io.cleanroom.snapshot).
+func gcSnapshots(ctx context.Context, c *podman.Client, dry bool, out io.Writer) error {
+	imgs, err := c.ListImages(ctx, map[string]string{podman.LabelManaged: "true", labels.Snapshot: ""})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, img := range imgs {
+		name := img.ID[:12]
+		if len(img.Names) > 0 {
+			name = img.Names[0]
+		}
+		if dry {
+			fmt.Fprintf(out, "would remove snapshot %s\n", name)
+			continue
+		}
+		err := c.RemoveImage(ctx, img.ID)
+		switch {
+		case errors.Is(err, podman.ErrConflict):
+			fmt.Fprintf(out, "kept snapshot %s: containers run from it\n", name)
+		case err != nil && !errors.Is(err, podman.ErrNotFound):
+			errs = append(errs, err)
+		default:
+			fmt.Fprintf(out, "removed snapshot %s\n", name)
+		}
+	}
+	return errors.Join(errs...)
+}

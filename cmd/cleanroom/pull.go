@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/term"
+
+	"github.com/cleanroom-go/cleanroom/internal/pull"
+	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
+	"github.com/cleanroom-go/cleanroom/pkg/podman"
+)
+
+var pullCommand = &command{
+	name:     "pull",
+	synopsis: "[IMAGE…]",
+	summary: "pull the images the suite here declares (Postgres, Redis, [cleanroom.images]\n" +
+		"            of cleanroom.toml, CLEANROOM_*_IMAGE), or the given ones, with progress",
+}
+
+func init() { pullCommand.run = runPull }
+
+func runPull(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("pull", flag.ContinueOnError)
+	if err := parseFlags(e, pullCommand, fs, args, -1); err != nil {
+		return err
+	}
+	c, err := connect(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return pullImages(ctx, c, fs.Args(), e.stdout)
+}
+
+// pull fetches every image the suite here declares (or the given ones)
+// that the engine lacks, with per-layer progress on a terminal.
+func pullImages(ctx context.Context, c *podman.Client, images []string, out io.Writer) error {
+	if len(images) == 0 {
+		cfg, err := cleanroom.LoadConfig("")
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, svc := range []cleanroom.Service{cleanroom.Postgres(), cleanroom.Redis()} {
+			img := svc.Image()
+			if o := cfg.Images[svc.Name()]; o != "" {
+				img = o
+			}
+			images = append(images, img)
+			seen[svc.Name()] = true
+		}
+		for name, img := range cfg.Images {
+			if !seen[name] {
+				images = append(images, img)
+			}
+		}
+	}
+	terminal := false
+	if f, ok := out.(*os.File); ok {
+		terminal = term.IsTerminal(int(f.Fd()))
+	}
+	var errs []error
+	for _, img := range images {
+		if ok, err := c.ImageExists(ctx, img); err == nil && ok {
+			fmt.Fprintf(out, "present %s\n", img)
+			continue
+		}
+		if err := pull.WithProgress(ctx, c, img, pull.Options{Output: out, Terminal: terminal}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
