@@ -27,7 +27,10 @@ import (
 // Migrator brings an empty database (or schema) to the state tests
 // expect; isolation.Migrator is the same interface, for users.
 type Migrator interface {
+	// Hash identifies the migration set: it names the template database,
+	// which is rebuilt when the hash changes.
 	Hash() (string, error)
+	// Migrate applies the migrations through db.
 	Migrate(ctx context.Context, db *sql.DB) error
 }
 
@@ -390,7 +393,9 @@ func (s *Server) DropSchema(ctx context.Context, name string) error {
 
 // Querier runs SQL: *pgx.Conn, *pgxpool.Pool and pgx.Tx are Queriers.
 type Querier interface {
+	// Query runs a statement that returns rows.
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	// Exec runs a statement and returns its command tag.
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 

@@ -23,8 +23,12 @@ import (
 
 // Engine is what YAML needs of the engine; *podman.Client is one.
 type Engine interface {
+	// GenerateKube returns Podman's Kubernetes YAML for the named pods or
+	// containers.
 	GenerateKube(ctx context.Context, names ...string) ([]byte, error)
+	// InspectPod returns the pod's labels (suite, password) among the rest.
 	InspectPod(ctx context.Context, nameOrID string) (*podman.PodInfo, error)
+	// InspectContainer returns the container's entrypoint among the rest.
 	InspectContainer(ctx context.Context, nameOrID string) (*podman.ContainerInfo, error)
 }
 

@@ -27,8 +27,9 @@ import (
 //	P.settings       the newest process's grace and keep-warm (the reaper's window)
 //	P.reaper.log     the reaper's output
 
-// lockDir is the per-user directory of lease files: cleanroom under
+// LockDir returns the per-user directory of lease files: cleanroom under
 // $XDG_RUNTIME_DIR, else cleanroom-<uid> under the temporary directory.
+// It makes the directory, or checks the one there, with PrivateDir.
 func LockDir() (string, error) {
 	var dir string
 	if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
@@ -39,7 +40,7 @@ func LockDir() (string, error) {
 	return dir, PrivateDir(dir)
 }
 
-// privateDir makes dir (its parent must exist) or checks the one that is
+// PrivateDir makes dir (its parent must exist) or checks the one that is
 // there: a directory, not a symbolic link, this user's, mode 0700. The
 // temporary directory is shared: a directory another user made in advance,
 // or a link to one, would let that user see or break the locks.
@@ -65,18 +66,24 @@ func PrivateDir(dir string) error {
 }
 
 // Files names a suite's lock files.
-type Files struct{ Dir, Pod string }
+type Files struct {
+	Dir string // the lease directory (LockDir)
+	Pod string // the suite pod's name: every file's name starts with it
+}
 
+// SuiteLock is the path of the suite's mutex file, P.lock.
 func (l Files) SuiteLock() string  { return filepath.Join(l.Dir, l.Pod+".lock") }
 func (l Files) reaperLock() string { return filepath.Join(l.Dir, l.Pod+".reaper") }
 func (l Files) leaseDir() string   { return filepath.Join(l.Dir, l.Pod+".leases") }
 func (l Files) idleFile() string   { return filepath.Join(l.Dir, l.Pod+".idle") }
-func (l Files) ReaperLog() string  { return filepath.Join(l.Dir, l.Pod+".reaper.log") }
+
+// ReaperLog is the path of the reaper's output, P.reaper.log.
+func (l Files) ReaperLog() string { return filepath.Join(l.Dir, l.Pod+".reaper.log") }
 func (l Files) settingsFile() string {
 	return filepath.Join(l.Dir, l.Pod+".settings")
 }
 
-// settings reads the newest registration's settings; def when none.
+// Settings reads the newest registration's settings; def when none.
 func (l Files) Settings(def Settings) Settings {
 	b, err := os.ReadFile(l.settingsFile())
 	if err != nil {
@@ -89,7 +96,7 @@ func (l Files) Settings(def Settings) Settings {
 	return s
 }
 
-// writeSettings records s as the suite's settings (atomically: the reaper
+// WriteSettings records s as the suite's settings (atomically: the reaper
 // reads them without the suite lock's help). Call with the suite lock.
 func (l Files) WriteSettings(s Settings) error {
 	b, err := json.Marshal(s)
@@ -120,7 +127,7 @@ func writeFileAtomic(path string, data []byte) error {
 	return err
 }
 
-// reaperState reads what the reaper wrote into its lock file: its PID and
+// ReaperState reads what the reaper wrote into its lock file: its PID and
 // window (0, 0 when there is none).
 func (l Files) ReaperState() (pid int, window time.Duration) {
 	b, err := os.ReadFile(l.reaperLock())
@@ -197,7 +204,7 @@ func (l Files) tidy(keepLog bool) {
 	_ = os.Remove(l.SuiteLock())
 }
 
-// withSuiteLock runs fn holding the suite's mutex, waiting for it no
+// WithSuiteLock runs fn holding the suite's mutex, waiting for it no
 // longer than ctx allows.
 func (l Files) WithSuiteLock(ctx context.Context, fn func() error) error {
 	f, err := flockFileCtx(ctx, l.SuiteLock(), syscall.LOCK_EX)
@@ -227,11 +234,11 @@ func flockFileCtx(ctx context.Context, path string, how int) (*os.File, error) {
 	}
 }
 
-// countLive counts the leases held by live processes, without the suite
+// CountLive counts the leases held by live processes, without the suite
 // lock and without removing anything.
 func (l Files) CountLive() int { return len(l.LiveRuns()) }
 
-// liveRuns lists the runs whose lease a live process holds, without the
+// LiveRuns lists the runs whose lease a live process holds, without the
 // suite lock and without removing anything.
 func (l Files) LiveRuns() []string {
 	entries, err := os.ReadDir(l.leaseDir())
@@ -252,7 +259,7 @@ func (l Files) LiveRuns() []string {
 	return live
 }
 
-// register creates and locks the lease file of run; the returned file must
+// Register creates and locks the lease file of run; the returned file must
 // stay open for as long as the lease is held. Call with the suite lock.
 func (l Files) Register(run string) (*os.File, error) {
 	if err := os.MkdirAll(l.leaseDir(), 0o700); err != nil {
@@ -271,7 +278,7 @@ func (l Files) Register(run string) (*os.File, error) {
 	return f, nil
 }
 
-// scan returns the runs whose lease is held by a live process, and removes
+// Scan returns the runs whose lease is held by a live process, and removes
 // the lease files of dead ones (returned too). Our own lease, held through
 // another open file, counts as live.
 func (l Files) Scan() (live, dead []string) {
@@ -296,7 +303,7 @@ func (l Files) Scan() (live, dead []string) {
 	return live, dead
 }
 
-// reaperAlive reports whether a reaper holds the suite's reaper lock.
+// ReaperAlive reports whether a reaper holds the suite's reaper lock.
 func (l Files) ReaperAlive() bool {
 	f, err := flockFile(l.reaperLock(), syscall.LOCK_EX, true)
 	if err != nil || f == nil {
@@ -306,7 +313,7 @@ func (l Files) ReaperAlive() bool {
 	return false
 }
 
-// idleSince reads when the suite went idle; zero when unknown.
+// IdleSince reads when the suite went idle; zero when unknown.
 func (l Files) IdleSince() time.Time {
 	b, err := os.ReadFile(l.idleFile())
 	if err != nil {
@@ -319,6 +326,8 @@ func (l Files) IdleSince() time.Time {
 	return t
 }
 
+// SetIdle records t as when the suite went idle (the last lease went); the
+// zero t removes the record.
 func (l Files) SetIdle(t time.Time) {
 	if t.IsZero() {
 		os.Remove(l.idleFile())

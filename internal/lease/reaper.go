@@ -34,24 +34,28 @@ var reaperPoll = 100 * time.Millisecond
 // reaperEnv carries the reaper's arguments to the re-executed binary.
 const reaperEnv = "CLEANROOM_REAPER"
 
+// ReaperArgs tell a reaper (SpawnReaper) which suite pod to watch and how
+// to reach its engine; they travel to it as JSON in its environment.
 type ReaperArgs struct {
-	Dir      string
-	Pod      string
-	Suite    string
-	URI      string
-	Identity string
-	Grace    time.Duration
-	KeepWarm time.Duration
+	Dir      string        // the lease directory (LockDir)
+	Pod      string        // the suite pod's name
+	Suite    string        // the suite's name: the reaper removes only a pod labelled with it
+	URI      string        // the Podman service's URI
+	Identity string        // ssh key for an ssh URI
+	Grace    time.Duration // the spawning process's grace period, until a settings file says otherwise
+	KeepWarm time.Duration // the spawning process's keep-warm time, likewise
 }
 
 // Settings are what a process asks of the reaper; the newest
 // registration's win.
 type Settings struct {
-	Grace    time.Duration `json:"grace"`
-	KeepWarm time.Duration `json:"keep_warm"`
-	PID      int           `json:"pid"` // of the process that wrote them
+	Grace    time.Duration `json:"grace"`     // how long the pod outlives the last lease
+	KeepWarm time.Duration `json:"keep_warm"` // how long to keep it warm for the next run; 0: not at all
+	PID      int           `json:"pid"`       // of the process that wrote them
 }
 
+// Window is how long the reaper keeps the pod once no lease is held: the
+// longer of Grace and KeepWarm.
 func (s Settings) Window() time.Duration { return max(s.Grace, s.KeepWarm) }
 
 // reaperPodPoll is how often an idle reaper asks the engine whether the
@@ -90,7 +94,7 @@ func SpawnReaper(a ReaperArgs) (int, error) {
 }
 
 // The reaper is this package's one init-time action, and only in a binary
-// started with CLEANROOM_REAPER set (by spawnReaper): a test binary becomes
+// started with CLEANROOM_REAPER set (by SpawnReaper): a test binary becomes
 // the reaper before its TestMain runs, whatever that TestMain does, so
 // users install nothing and write nothing for it.
 func init() {

@@ -29,7 +29,7 @@ type Status struct {
 	// the pod once no process holds it (grace period or keep-warm), as the
 	// reaper wrote them; zero when unknown.
 	ReaperPID int
-	Window    time.Duration
+	Window    time.Duration // see ReaperPID
 }
 
 // Deadline is when the reaper removes the idle pod; zero while processes

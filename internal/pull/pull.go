@@ -46,6 +46,8 @@ type Options struct {
 
 // Puller pulls images; *podman.Client is one.
 type Puller interface {
+	// Pull fetches ref into the engine's store, calling progress for each
+	// event it reports, and returns when the pull ends.
 	Pull(ctx context.Context, ref string, progress func(podman.PullEvent)) error
 }
 

@@ -182,6 +182,7 @@ func (c *Container) tcpSettle() time.Duration {
 	return 50 * time.Millisecond
 }
 
+// String names the container for messages: "service (name in pod pod-name)".
 func (c *Container) String() string {
 	return fmt.Sprintf("%s (%s in pod %s)", c.Service, c.Name, c.PodName)
 }

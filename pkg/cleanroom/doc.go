@@ -6,11 +6,14 @@
 //	package store_test
 //
 //	import (
+//		"os"
 //		"testing"
 //
 //		"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
-//		"github.com/jackc/pgx/v5"
+//		"github.com/cleanroom-go/cleanroom/pkg/isolation"
 //	)
+//
+//	var migrations = isolation.SQLDir(os.DirFS("testdata"), "migrations")
 //
 //	func TestMain(m *testing.M) {
 //		cleanroom.Main(m, cleanroom.Postgres(), cleanroom.Redis())
@@ -18,19 +21,22 @@
 //
 //	func TestSignup(t *testing.T) {
 //		t.Parallel()
-//		pg := cleanroom.PostgresFor(t) // started on first use, shared, health-checked
-//		conn, err := pgx.Connect(t.Context(), pg.URL())
-//		if err != nil {
+//		db := cleanroom.NewDatabase(t, migrations) // a database of its own, migrated, dropped with the test
+//		rdb := cleanroom.RedisDB(t)                // a Redis database of its own, flushed with the test
+//		if _, err := db.Pool().Exec(t.Context(), "INSERT INTO users (email) VALUES ('a@example.com')"); err != nil {
 //			t.Fatal(err)
 //		}
-//		defer conn.Close(t.Context())
-//		rd := cleanroom.RedisFor(t) // rd.Addr(), rd.Password(), rd.URL()
-//		_ = rd
+//		rdb.Set(t.Context(), "signup:a@example.com", "1", 0)
 //	}
+//
+// NewSchema (a schema of its own) and Tx (a transaction rolled back with
+// the test) are the cheaper isolation modes; PostgresFor, RedisFor and
+// ContainerFor give the servers themselves (URL, host, port, password).
 //
 // # How it works
 //
-// Main (or Run, or New for a custom TestMain or a program) declares the
+// Main (or New and Environment.Run, for a custom TestMain or a program)
+// declares the
 // services up front, because a pod's published ports are fixed when it is
 // created; each container starts only when a test first asks for it. The
 // services share the pod's network namespace (they reach each other on

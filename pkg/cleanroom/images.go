@@ -73,6 +73,8 @@ type pullLogger struct {
 	image string
 }
 
+// Pull pulls ref through the engine, logging each progress event at debug
+// level before passing it on to progress.
 func (p pullLogger) Pull(ctx context.Context, ref string, progress func(podman.PullEvent)) error {
 	return p.eng.Pull(ctx, ref, func(ev podman.PullEvent) {
 		p.log.Debug("cleanroom: pull", "image", p.image, "status", ev.Status, "layer", ev.Layer, "current", ev.Current, "total", ev.Total)

@@ -19,6 +19,7 @@ import (
 
 // TestingM is what Main needs of *testing.M.
 type TestingM interface {
+	// Run runs the tests and returns the exit code, as (*testing.M).Run.
 	Run() int
 }
 

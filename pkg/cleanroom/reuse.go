@@ -357,7 +357,11 @@ type goneError struct {
 	state string // "gone", "exited, exit code 137", …
 }
 
-func (g *goneError) Error() string   { return fmt.Sprintf("%v (the container is %s)", g.err, g.state) }
+// Error gives the failed check's error and what became of the container.
+func (g *goneError) Error() string { return fmt.Sprintf("%v (the container is %s)", g.err, g.state) }
+
+// Unwrap returns the check's error and errContainerGone, so that errors.Is
+// matches either.
 func (g *goneError) Unwrap() []error { return []error{g.err, errContainerGone} }
 
 func (e *Environment) checkRunning(ctx context.Context, id string) error {

@@ -233,6 +233,9 @@ type startError struct {
 	logsOK    bool
 }
 
+// Error says which service failed to start and why (stopped early, or not
+// ready within the start-up timeout), with a hint for a remote engine and the
+// container's last log lines when they could be read.
 func (s *startError) Error() string {
 	var b strings.Builder
 	if errors.Is(s.err, errNotRunning) {
@@ -249,6 +252,8 @@ func (s *startError) Error() string {
 	return b.String()
 }
 
+// Unwrap returns the cause: the probe's last error, the context's error or
+// errNotRunning.
 func (s *startError) Unwrap() error { return s.err }
 
 func (e *Environment) removeContainer(ctx context.Context, c *Container) {

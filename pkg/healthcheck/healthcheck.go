@@ -19,6 +19,7 @@ import (
 // Probe checks once whether a service answers. It returns nil when it does
 // and an error saying why not otherwise. Probes are safe for concurrent use.
 type Probe interface {
+	// Check probes the service once: nil when it answers, otherwise why not.
 	Check(ctx context.Context) error
 	// String names the probe in errors, e.g. "postgres SELECT 1 at 127.0.0.1:5432".
 	String() string
@@ -34,8 +35,11 @@ type funcProbe struct {
 	check func(ctx context.Context) error
 }
 
+// Check calls the adapted function.
 func (p funcProbe) Check(ctx context.Context) error { return p.check(ctx) }
-func (p funcProbe) String() string                  { return p.name }
+
+// String returns the name given to Func.
+func (p funcProbe) String() string { return p.name }
 
 // TCP succeeds when a TCP connection to addr ("host:port") opens and is
 // not hung up at once (see TCPSettle; TCP waits 50 ms for that).
@@ -94,6 +98,8 @@ type PostgresProbe struct {
 	conn      *pgx.Conn
 }
 
+// String names the probe in errors: "postgres SELECT 1 at host:port" (the
+// address is left out when url cannot be parsed).
 func (p *PostgresProbe) String() string { return p.name }
 
 // Check runs SELECT 1, connecting first when it holds no connection.
@@ -200,7 +206,10 @@ func Permanent(err error) error { return &permanentError{err} }
 
 type permanentError struct{ err error }
 
+// Error returns the marked error's message unchanged.
 func (e *permanentError) Error() string { return e.err.Error() }
+
+// Unwrap returns the error given to Permanent.
 func (e *permanentError) Unwrap() error { return e.err }
 
 // Wait runs p until it succeeds or ctx ends, pausing between attempts with

@@ -21,13 +21,13 @@ import (
 
 // TB is what the helpers need of *testing.T and *testing.B.
 type TB interface {
-	Helper()
-	Fatalf(format string, args ...any)
-	Errorf(format string, args ...any)
-	Logf(format string, args ...any)
-	Cleanup(func())
-	Name() string
-	Failed() bool
+	Helper()                           // marks the caller as a test helper
+	Fatalf(format string, args ...any) // logs and stops the test as failed
+	Errorf(format string, args ...any) // logs and marks the test failed
+	Logf(format string, args ...any)   // logs to the test's output
+	Cleanup(func())                    // runs a function when the test ends
+	Name() string                      // the test's name; database, schema and key names derive from it
+	Failed() bool                      // whether the test failed: its database or schema is then kept
 }
 
 func setupContext() (context.Context, context.CancelFunc) {
@@ -185,6 +185,7 @@ func NewSchema(t TB, url string, m Migrator) *Schema {
 
 // Beginner starts pgx transactions: *pgxpool.Pool and *pgx.Conn are ones.
 type Beginner interface {
+	// Begin starts a transaction.
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
@@ -231,7 +232,9 @@ func SQLTx(t TB, db *sql.DB) *sql.Tx {
 
 // Querier runs SQL: *pgx.Conn, *pgxpool.Pool and pgx.Tx are Queriers.
 type Querier interface {
+	// Query runs a statement that returns rows.
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	// Exec runs a statement and returns its command tag.
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 

@@ -38,6 +38,8 @@ type funcMigrator struct {
 	fn      func(context.Context, *sql.DB) error
 }
 
+// Hash derives the hash from the version given to MigrateFunc; an empty
+// version is an error.
 func (m funcMigrator) Hash() (string, error) {
 	if m.version == "" {
 		return "", errors.New("isolation.MigrateFunc: give a version, it keys the template")
@@ -46,6 +48,7 @@ func (m funcMigrator) Hash() (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
+// Migrate calls the function given to MigrateFunc.
 func (m funcMigrator) Migrate(ctx context.Context, db *sql.DB) error { return m.fn(ctx, db) }
 
 // SQLDir applies the .sql files of dir in fsys (an embed.FS, os.DirFS …) in
@@ -76,6 +79,8 @@ func (m sqlDir) files() ([]string, error) {
 	return names, nil
 }
 
+// Hash is a SHA-256 over the name, length and content of every .sql file,
+// in order; a directory without .sql files is an error.
 func (m sqlDir) Hash() (string, error) {
 	names, err := m.files()
 	if err != nil {
@@ -93,6 +98,8 @@ func (m sqlDir) Hash() (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// Migrate runs the .sql files in order, each in a transaction of its own,
+// and stops at the first that fails.
 func (m sqlDir) Migrate(ctx context.Context, db *sql.DB) error {
 	names, err := m.files()
 	if err != nil {

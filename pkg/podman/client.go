@@ -39,7 +39,7 @@ const RootfulSocket = "/run/podman/podman.sock"
 type Endpoint struct {
 	URI      string // unix:///…, tcp://host:port or ssh://user@host[:port]/path
 	Identity string // ssh private key file; only for ssh URIs
-	Source   Source
+	Source   Source // where URI came from (an option, CONTAINER_HOST, a default socket…)
 }
 
 // Options choose the service. The zero value looks in the default order.
@@ -119,7 +119,11 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 
 type badEndpointError struct{ err error }
 
+// Error says why the address cannot be used (not a URI, or an unsupported
+// scheme) and which forms are accepted.
 func (e *badEndpointError) Error() string { return e.err.Error() }
+
+// Unwrap returns the error that describes the bad address.
 func (e *badEndpointError) Unwrap() error { return e.err }
 
 func dial(ctx context.Context, ep Endpoint) (*Client, error) {
@@ -280,9 +284,8 @@ func (c *Client) compat(ctx context.Context, op, method, path string, query url.
 // Version is what the service says of itself.
 type Version struct {
 	Version    string `json:"Version"`    // Podman version, e.g. "4.3.1"
-	APIVersion string `json:"APIVersion"` // libpod API version
-	GoVersion  string `json:"GoVersion"`
-	OsArch     string `json:"OsArch"`
+	APIVersion string `json:"APIVersion"` // Docker-compatible API version, e.g. "1.41"
+	GoVersion  string `json:"GoVersion"`  // Go version Podman was built with
 }
 
 // Version asks the service for its version.
@@ -299,11 +302,12 @@ func (c *Client) Ping(ctx context.Context) error {
 
 // Event is one entry of the engine's event log.
 type Event struct {
-	Type   string `json:"Type"`   // "pod", "container", "image", …
-	Action string `json:"Action"` // "create", "start", "remove", …
-	ID     string `json:"id"`
-	Time   int64  `json:"timeNano"`
-	Actor  struct {
+	Type   string `json:"Type"`     // "pod", "container", "image", …
+	Action string `json:"Action"`   // "create", "start", "remove", …
+	ID     string `json:"id"`       // ID of the object the event is about
+	Time   int64  `json:"timeNano"` // when it happened, in Unix nanoseconds
+	// Actor is the object the event is about: its ID and attributes.
+	Actor struct {
 		ID         string            `json:"ID"`
 		Attributes map[string]string `json:"Attributes"` // name, podId, and a container's labels
 	} `json:"Actor"`
@@ -343,6 +347,8 @@ func (c *Client) Events(ctx context.Context, since, until time.Time) ([]Event, e
 
 // Info is what the service says of its host.
 type Info struct {
+	// Host describes the machine the service runs on: architecture,
+	// cgroups, OCI runtime, rootlessness, networking, distribution and kernel.
 	Host struct {
 		Arch          string `json:"arch"`
 		CgroupVersion string `json:"cgroupVersion"`
@@ -369,10 +375,12 @@ type Info struct {
 		} `json:"distribution"`
 		Kernel string `json:"kernel"`
 	} `json:"host"`
+	// Store is the engine's storage: its graph driver and root directory.
 	Store struct {
 		GraphDriverName string `json:"graphDriverName"`
 		GraphRoot       string `json:"graphRoot"`
 	} `json:"store"`
+	// Version is the service's Podman and API version.
 	Version struct {
 		Version    string `json:"Version"`
 		APIVersion string `json:"APIVersion"`

@@ -23,7 +23,7 @@ type ContainerSpec struct {
 	// Pod to join; its network namespace and published ports are shared.
 	// Default "": a container of its own, with no published ports.
 	Pod        string
-	Env        map[string]string
+	Env        map[string]string // environment variables, name → value, on top of the image's
 	Entrypoint []string          // default: the image's
 	Command    []string          // default: the image's
 	Labels     map[string]string // LabelManaged is added
@@ -136,30 +136,30 @@ func (c *Client) RemoveContainer(ctx context.Context, nameOrID string) error {
 
 // ContainerInfo is what inspecting a container tells.
 type ContainerInfo struct {
-	ID          string
-	Name        string
-	Image       string // the image name it was created from
-	ImageDigest string
-	Pod         string // pod ID, "" when none
-	Created     time.Time
-	Labels      map[string]string
-	State       ContainerState
+	ID          string            // container ID (64 hex digits)
+	Name        string            // container name
+	Image       string            // the image name it was created from
+	ImageDigest string            // digest of the image, "sha256:…"
+	Pod         string            // pod ID, "" when none
+	Created     time.Time         // when the container was created
+	Labels      map[string]string // the container's labels
+	State       ContainerState    // whether it runs, and how it ended
 	// Entrypoint and Command are what the container runs (the image's,
 	// unless the create said otherwise).
 	Entrypoint []string
-	Command    []string
+	Command    []string // see Entrypoint
 	// Timeout is the container's run-time limit (0: none).
 	Timeout time.Duration
 }
 
 // ContainerState is a container's run state.
 type ContainerState struct {
-	Status     string // "created", "running", "exited", …
-	Running    bool
-	ExitCode   int
-	OOMKilled  bool
-	StartedAt  time.Time
-	FinishedAt time.Time
+	Status     string    // "created", "running", "exited", …
+	Running    bool      // whether its process runs
+	ExitCode   int       // exit code of its last run
+	OOMKilled  bool      // whether the kernel's OOM killer killed it
+	StartedAt  time.Time // when it last started; zero if never
+	FinishedAt time.Time // when it last stopped; zero if never
 }
 
 // InspectContainer returns the container's state. A missing container gives
@@ -184,15 +184,15 @@ func (c *Client) InspectContainer(ctx context.Context, nameOrID string) (*Contai
 
 // ContainerSummary is one row of ListContainers.
 type ContainerSummary struct {
-	ID      string            `json:"Id"`
-	Names   []string          `json:"Names"`
-	Image   string            `json:"Image"`
-	State   string            `json:"State"`
-	Labels  map[string]string `json:"Labels"`
-	Pod     string            `json:"Pod"`
-	PodName string            `json:"PodName"`
-	Created time.Time         `json:"Created"`
-	IsInfra bool              `json:"IsInfra"`
+	ID      string            `json:"Id"`      // container ID (64 hex digits)
+	Names   []string          `json:"Names"`   // container name (Podman gives one)
+	Image   string            `json:"Image"`   // the image name it was created from
+	State   string            `json:"State"`   // "created", "running", "exited", …
+	Labels  map[string]string `json:"Labels"`  // the container's labels
+	Pod     string            `json:"Pod"`     // pod ID, "" when none
+	PodName string            `json:"PodName"` // pod name, "" when none
+	Created time.Time         `json:"Created"` // when the container was created
+	IsInfra bool              `json:"IsInfra"` // whether it is a pod's infra container
 }
 
 // ListContainers lists all containers (running or not) carrying all the
@@ -207,9 +207,9 @@ func (c *Client) ListContainers(ctx context.Context, labels map[string]string) (
 
 // ExecResult is the outcome of a command run in a container.
 type ExecResult struct {
-	ExitCode int
-	Stdout   []byte
-	Stderr   []byte
+	ExitCode int    // the command's exit code
+	Stdout   []byte // what it wrote to standard output
+	Stderr   []byte // what it wrote to standard error
 }
 
 // Exec runs cmd in a running container and waits for it. A non-zero exit
@@ -321,10 +321,10 @@ func demux(r io.Reader, stdout, stderr io.Writer) error {
 
 // ContainerStats is one running container's resource use.
 type ContainerStats struct {
-	ContainerID string  `json:"ContainerID"`
-	Name        string  `json:"Name"`
-	MemUsage    int64   `json:"MemUsage"` // bytes
-	CPU         float64 `json:"CPU"`      // percent
+	ContainerID string  `json:"ContainerID"` // container ID (64 hex digits)
+	Name        string  `json:"Name"`        // container name
+	MemUsage    int64   `json:"MemUsage"`    // bytes
+	CPU         float64 `json:"CPU"`         // percent
 }
 
 // Stats returns the resource use of every running container.

@@ -40,6 +40,8 @@ type APIError struct {
 	Cause      string // the service's cause, e.g. "no such pod"
 }
 
+// Error gives the attempted operation and the service's message, with the
+// HTTP status code when there is one.
 func (e *APIError) Error() string {
 	if e.StatusCode == 0 {
 		return fmt.Sprintf("%s: %s", e.Op, e.Message)
@@ -81,6 +83,8 @@ type NoServiceError struct {
 	Err   error      // the last connection error
 }
 
+// Error lists the addresses tried, the last connection error and, on
+// the following lines, how to start a service (see Hint).
 func (e *NoServiceError) Error() string {
 	var b strings.Builder
 	b.WriteString("no Podman API service answers at ")
@@ -125,6 +129,8 @@ func (e *NoServiceError) Hint() string {
 	}
 }
 
+// Unwrap returns ErrNoService and the last connection error, so that
+// errors.Is matches either.
 func (e *NoServiceError) Unwrap() []error { return []error{ErrNoService, e.Err} }
 
 // rootCause strips the layers of wrapping that the bindings add around a

@@ -91,10 +91,10 @@ func (c *Client) ImageID(ctx context.Context, ref string) (string, error) {
 
 // ImageSummary is one row of ListImages.
 type ImageSummary struct {
-	ID     string            `json:"Id"`
-	Names  []string          `json:"Names"`
-	Labels map[string]string `json:"Labels"`
-	Size   int64             `json:"Size"`
+	ID     string            `json:"Id"`     // image ID (64 hex digits)
+	Names  []string          `json:"Names"`  // its names, e.g. "docker.io/library/postgres:16"
+	Labels map[string]string `json:"Labels"` // the image's labels
+	Size   int64             `json:"Size"`   // bytes
 }
 
 // ListImages lists local images carrying all the given labels (a value of

@@ -34,7 +34,7 @@ func withManaged(labels map[string]string) map[string]string {
 
 // Port publishes a container port of a pod on the host.
 type Port struct {
-	ContainerPort uint16
+	ContainerPort uint16 // the port inside the pod; required (0 is refused)
 	// HostPort is the port on the host. Default 0: the engine picks a free
 	// one, so parallel suites never collide; read it back with
 	// PodInfo.HostPort.
@@ -113,11 +113,11 @@ func (c *Client) StartPod(ctx context.Context, nameOrID string) error {
 
 // PodInfo is what inspecting a pod tells.
 type PodInfo struct {
-	ID      string
-	Name    string
-	State   string // e.g. "Created", "Running", "Degraded", "Exited"
-	Created time.Time
-	Labels  map[string]string
+	ID      string            // pod ID (64 hex digits)
+	Name    string            // pod name
+	State   string            // e.g. "Created", "Running", "Degraded", "Exited"
+	Created time.Time         // when the pod was created
+	Labels  map[string]string // the pod's labels, LabelManaged among them for ours
 	// Ports maps "5432/tcp" to the host address it is published on.
 	Ports      map[string]HostAddr
 	Containers []PodContainer // including the infra container
@@ -125,15 +125,15 @@ type PodInfo struct {
 
 // HostAddr is a published port's host side.
 type HostAddr struct {
-	IP   string
-	Port uint16
+	IP   string // host address the port is bound to, e.g. "127.0.0.1"
+	Port uint16 // host port
 }
 
 // PodContainer is a container of a pod, as the pod sees it.
 type PodContainer struct {
-	ID    string
-	Name  string
-	State string
+	ID    string // container ID (64 hex digits)
+	Name  string // container name
+	State string // e.g. "created", "running", "exited"
 }
 
 // HostPort returns the host port that containerPort (tcp) is published on.
@@ -170,11 +170,13 @@ func (c *Client) InspectPod(ctx context.Context, nameOrID string) (*PodInfo, err
 
 // PodSummary is one row of ListPods.
 type PodSummary struct {
-	ID         string            `json:"Id"`
-	Name       string            `json:"Name"`
-	Status     string            `json:"Status"`
-	Created    time.Time         `json:"Created"`
-	Labels     map[string]string `json:"Labels"`
+	ID      string            `json:"Id"`      // pod ID (64 hex digits)
+	Name    string            `json:"Name"`    // pod name
+	Status  string            `json:"Status"`  // e.g. "Created", "Running", "Degraded", "Exited"
+	Created time.Time         `json:"Created"` // when the pod was created
+	Labels  map[string]string `json:"Labels"`  // the pod's labels
+	// Containers are the pod's containers, the infra container included:
+	// ID, name and state ("running", "exited", …) of each.
 	Containers []struct {
 		ID     string `json:"Id"`
 		Names  string `json:"Names"`

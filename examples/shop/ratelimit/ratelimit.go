@@ -12,9 +12,9 @@ import (
 // Limiter allows Limit events per Window and key.
 type Limiter struct {
 	rdb    *redis.Client
-	Limit  int64
-	Window time.Duration
-	Prefix string // key prefix, e.g. "rl:"
+	Limit  int64         // events allowed per key and window
+	Window time.Duration // the window's length: a key's count expires this long after its first event
+	Prefix string        // key prefix, e.g. "rl:"
 }
 
 // New returns a limiter.

@@ -20,9 +20,9 @@ var ErrNotFound = errors.New("user not found")
 
 // User is an account.
 type User struct {
-	ID    int64
-	Email string
-	Name  string
+	ID    int64  // the users.id the database assigned
+	Email string // e-mail address, lower-cased; unique among users
+	Name  string // the name given at signup
 }
 
 // Store keeps users in the users table.
