@@ -140,6 +140,7 @@ func usage(w io.Writer, global *flag.FlagSet) {
 // usageError is a mistake in a command's flags or arguments: exit status 2.
 type usageError struct{ msg string }
 
+// Error is the mistake, as the user sees it.
 func (u usageError) Error() string { return u.msg }
 
 // parseFlags parses a command's arguments with its own FlagSet: -h prints

@@ -69,8 +69,8 @@ func BenchmarkIsolation(b *testing.B) {
 	}
 
 	b.Run("template-database-10-tables", func(b *testing.B) {
-		// The clone itself: a Server without warm pool.
-		s, err := isolate.OpenWithPool(ctx, pg.URL(), 0)
+		// The clone itself: a Server without spares.
+		s, err := isolate.OpenWithSpares(ctx, pg.URL(), 0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -108,9 +108,9 @@ func BenchmarkIsolation(b *testing.B) {
 		var took []time.Duration
 		for range b.N {
 			b.StopTimer()
-			for deadline := time.Now().Add(time.Minute); s.WarmClones() < isolate.DefaultPoolSize; time.Sleep(time.Millisecond) {
+			for deadline := time.Now().Add(time.Minute); s.SpareClones() < isolate.DefaultSpares; time.Sleep(time.Millisecond) {
 				if time.Now().After(deadline) {
-					b.Fatalf("the pool holds %d clones after a minute", s.WarmClones())
+					b.Fatalf("the pool holds %d clones after a minute", s.SpareClones())
 				}
 			}
 			start := time.Now()

@@ -247,9 +247,9 @@ func TestFailedTestKeepsItsDatabase(t *testing.T) {
 	}
 }
 
-// A pool clone kept for a failed test survives the sweep of the next
+// A spare clone kept for a failed test survives the sweep of the next
 // Server, which drops the clones of processes that are gone.
-func TestKeptPoolCloneSurvivesTheNextSweep(t *testing.T) {
+func TestKeptSpareCloneSurvivesTheNextSweep(t *testing.T) {
 	t.Parallel()
 	pg := cleanroom.PostgresFor(t)
 	ctx := context.Background()
@@ -263,7 +263,7 @@ func TestKeptPoolCloneSurvivesTheNextSweep(t *testing.T) {
 	if _, err := s.CreateDatabase(ctx, t.Name(), migrations); err != nil { // builds the template, starts the filler
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); s.WarmClones() < 2 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(30 * time.Second); s.SpareClones() < 2 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
 	kept, err := s.CreateDatabase(ctx, t.Name(), migrations)
@@ -276,7 +276,7 @@ func TestKeptPoolCloneSurvivesTheNextSweep(t *testing.T) {
 	}
 	for _, db := range []*isolate.Database{kept, plain} {
 		if !strings.HasPrefix(db.Name, s.ClonePrefix()) {
-			t.Fatalf("%s is not a pool clone", db.Name)
+			t.Fatalf("%s is not a spare clone", db.Name)
 		}
 	}
 	if err := s.KeepDatabase(ctx, kept.Name); err != nil {
@@ -300,7 +300,7 @@ func TestKeptPoolCloneSurvivesTheNextSweep(t *testing.T) {
 	}
 }
 
-func TestWarmPoolHandsOutReadyClonesAndLeavesNone(t *testing.T) {
+func TestSparesAreReadyClonesAndNoneIsLeft(t *testing.T) {
 	pg := cleanroom.PostgresFor(t)
 	ctx := context.Background()
 	// A clone left by a process that died: its owner holds no lock.
@@ -319,19 +319,19 @@ func TestWarmPoolHandsOutReadyClonesAndLeavesNone(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.DropDatabaseLater(db.Name)
-	for deadline := time.Now().Add(30 * time.Second); s.WarmClones() < isolate.DefaultPoolSize && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(30 * time.Second); s.SpareClones() < isolate.DefaultSpares && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
 	mine := s.ClonePrefix() + "%"
-	if n := count(t, pg, `SELECT count(*) FROM pg_database WHERE datname LIKE $1`, mine); n != isolate.DefaultPoolSize {
-		t.Fatalf("%d warm clones on the server, want %d", n, isolate.DefaultPoolSize)
+	if n := count(t, pg, `SELECT count(*) FROM pg_database WHERE datname LIKE $1`, mine); n != isolate.DefaultSpares {
+		t.Fatalf("%d spare clones on the server, want %d", n, isolate.DefaultSpares)
 	}
 	taken, err := s.CreateDatabase(ctx, t.Name(), migrations)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(taken.Name, s.ClonePrefix()) {
-		t.Errorf("with the pool full, got %s, not a warm clone", taken.Name)
+		t.Errorf("with the spares ready, got %s, not a spare clone", taken.Name)
 	}
 	conn, err := pgx.Connect(ctx, taken.URL)
 	if err != nil {
@@ -341,7 +341,7 @@ func TestWarmPoolHandsOutReadyClonesAndLeavesNone(t *testing.T) {
 	err = conn.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").Scan(&tables)
 	conn.Close(ctx)
 	if err != nil || tables != 11 {
-		t.Errorf("the warm clone has %d tables, %v; want the template's 11", tables, err)
+		t.Errorf("the spare clone has %d tables, %v; want the template's 11", tables, err)
 	}
 	s.DropDatabaseLater(taken.Name)
 	s.Close()
@@ -376,7 +376,7 @@ func TestSweepSeesOwnersOpenedOnAnotherDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer live.DropDatabaseLater(db.Name)
-	for deadline := time.Now().Add(30 * time.Second); live.WarmClones() < 1 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(30 * time.Second); live.SpareClones() < 1 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
 	inUse, err := live.CreateDatabase(ctx, t.Name(), migrations)
@@ -385,7 +385,7 @@ func TestSweepSeesOwnersOpenedOnAnotherDatabase(t *testing.T) {
 	}
 	defer live.DropDatabaseLater(inUse.Name)
 	if !strings.HasPrefix(inUse.Name, live.ClonePrefix()) {
-		t.Fatalf("%s is not a pool clone", inUse.Name)
+		t.Fatalf("%s is not a spare clone", inUse.Name)
 	}
 
 	sweeper, err := isolate.Open(ctx, otherURL) // sweeps at Open
@@ -420,7 +420,7 @@ func TestSweepRacesWithKeepAndClose(t *testing.T) {
 					return
 				default:
 				}
-				s, err := isolate.OpenWithPool(ctx, pg.URL(), 1)
+				s, err := isolate.OpenWithSpares(ctx, pg.URL(), 1)
 				if err != nil {
 					t.Error(err)
 					return
@@ -432,7 +432,7 @@ func TestSweepRacesWithKeepAndClose(t *testing.T) {
 	defer func() { close(stop); sweepers.Wait() }()
 
 	for i := range 15 {
-		owner, err := isolate.OpenWithPool(ctx, pg.URL(), 2)
+		owner, err := isolate.OpenWithSpares(ctx, pg.URL(), 2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -440,7 +440,7 @@ func TestSweepRacesWithKeepAndClose(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for deadline := time.Now().Add(30 * time.Second); owner.WarmClones() < 2 && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(30 * time.Second); owner.SpareClones() < 2 && time.Now().Before(deadline); {
 			time.Sleep(5 * time.Millisecond)
 		}
 		kept, err := owner.CreateDatabase(ctx, t.Name(), migrations)
@@ -457,7 +457,7 @@ func TestSweepRacesWithKeepAndClose(t *testing.T) {
 		owner.DropDatabaseLater(first.Name)
 		owner.Close()
 
-		next, err := isolate.OpenWithPool(ctx, pg.URL(), 1) // sweeps at Open
+		next, err := isolate.OpenWithSpares(ctx, pg.URL(), 1) // sweeps at Open
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -46,13 +46,13 @@ type Server struct {
 	mu        sync.Mutex
 	templates map[string]*templateState // by template name
 
-	warm warmPool // ready clones of each template, and databases to drop
+	spares spareSet // ready clones of each template, and databases to drop
 }
 
 type templateState struct {
 	mu     sync.Mutex
 	ready  bool
-	clones chan string   // warm clones, ready to hand out
+	clones chan string   // spare clones, ready to hand out
 	wake   chan struct{} // asks the filler for more
 }
 
@@ -60,11 +60,15 @@ type templateState struct {
 // used for administration, and per-test databases and schemas are made on
 // the same server with the same credentials).
 func Open(ctx context.Context, url string) (*Server, error) {
-	return OpenWithPool(ctx, url, poolSize())
+	n, err := spareCount()
+	if err != nil {
+		return nil, err
+	}
+	return OpenWithSpares(ctx, url, n)
 }
 
-// OpenWithPool is Open with poolSize warm clones per template (0: none).
-func OpenWithPool(ctx context.Context, url string, poolSize int) (*Server, error) {
+// OpenWithSpares is Open with n spare clones per template (0: none).
+func OpenWithSpares(ctx context.Context, url string, n int) (*Server, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("isolation: parse postgres URL: %w", err)
@@ -79,17 +83,17 @@ func OpenWithPool(ctx context.Context, url string, poolSize int) (*Server, error
 		return nil, fmt.Errorf("isolation: connect to postgres at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
 	s := &Server{url: url, pool: pool, templates: map[string]*templateState{}}
-	if err := s.warm.start(ctx, s, poolSize); err != nil {
+	if err := s.spares.start(ctx, s, n); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// Close stops the warm pool, drops its unused clones and the databases
+// Close stops the spares, drops its unused clones and the databases
 // waiting to be dropped, and closes the admin connections.
 func (s *Server) Close() {
-	s.warm.stop(s)
+	s.spares.stop(s)
 	s.pool.Close()
 }
 
@@ -178,7 +182,7 @@ func (s *Server) CreateDatabase(ctx context.Context, test string, m Migrator) (*
 	if err != nil {
 		return nil, err
 	}
-	if name, ok := s.warm.take(s, tpl); ok {
+	if name, ok := s.spares.take(s, tpl); ok {
 		u, err := withDatabase(s.url, name)
 		if err != nil {
 			return nil, err
@@ -252,7 +256,7 @@ func (s *Server) ensureTemplate(ctx context.Context, m Migrator) (string, error)
 		return "", err
 	}
 	st.ready = true
-	s.warm.fill(s, tpl, st)
+	s.spares.fill(s, tpl, st)
 	return tpl, nil
 }
 

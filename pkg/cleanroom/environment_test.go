@@ -452,7 +452,7 @@ func TestReset(t *testing.T) {
 	var got *Container
 	e, _, _ := webEnv(t, Config{}, WithReset(func(_ context.Context, c *Container) error { got = c; return nil }))
 	if err := e.Reset(context.Background(), "web"); err != nil || got == nil {
-		t.Fatalf("ResetWith: %v, called with %v", err, got)
+		t.Fatalf("WithReset: %v, called with %v", err, got)
 	}
 
 	e2, f2, _ := webEnv(t, Config{}, WithResetCommand("cli", "flush"))

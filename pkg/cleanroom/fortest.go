@@ -50,7 +50,7 @@ func ContainerFor(t TB, name string) *Container {
 
 // NewDatabase gives test t a database of its own on the suite's Postgres,
 // cloned from a template that m built once for the whole run (across all
-// test processes), usually from a warm clone made in advance. Its handle's
+// test processes), usually a spare clone made in advance. Its handle's
 // URL, Pool, DB and Conn need nothing more; connections open on first use
 // and close with t. The database is dropped when t ends, or kept for
 // inspection when t failed (the log says how to open it).

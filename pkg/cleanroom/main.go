@@ -130,7 +130,7 @@ func (e *Environment) Run(m TestingM) int {
 	}()
 
 	code := m.Run()
-	// The isolation helpers' servers: unused warm clones and pending drops
+	// The isolation helpers' servers: unused spare clones and pending drops
 	// go before the environment lets the pod go.
 	isolate.CloseAll()
 	if err := closeEnv(e); err != nil {

@@ -12,8 +12,8 @@ import (
 // Reset returns service name to an empty state: Postgres truncates every
 // user table (RESTART IDENTITY CASCADE) and resets search_path settings;
 // Redis flushes every logical database not leased to a test (FLUSHDB on
-// each; leases of isolation.LeaseDB and their data stay); a Generic
-// service runs its ResetWith function or ResetCommand.
+// each; leases of RedisDB and their data stay); a Generic
+// service runs its WithReset function or WithResetCommand.
 func (e *Environment) Reset(ctx context.Context, name string) error {
 	ent, err := e.lookup(ctx, name, nil)
 	if err != nil {
@@ -34,7 +34,7 @@ func (e *Environment) Reset(ctx context.Context, name string) error {
 			err = fmt.Errorf("%q exited with %d: %s", strings.Join(svc.resetCmd, " "), res.ExitCode, strings.TrimSpace(string(res.Stderr)))
 		}
 	default:
-		err = errors.New("the service has no reset; give it one with cleanroom.ResetWith or cleanroom.ResetCommand")
+		err = errors.New("the service has no reset; give it one with cleanroom.WithReset or cleanroom.WithResetCommand")
 	}
 	if err != nil {
 		return fmt.Errorf("cleanroom: reset %s: %w", name, err)

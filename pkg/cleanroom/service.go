@@ -225,7 +225,7 @@ const (
 // Postgres is a PostgreSQL service named "postgres", tuned for tests:
 // data on tmpfs, fsync, synchronous_commit and full_page_writes off,
 // max_connections 300, a random password per suite. Every part can be
-// changed with options (Image, PostgresSetting, NoTmpfs, Env, …).
+// changed with options (WithImage, WithPostgresSetting, WithoutTmpfs, WithEnv, …).
 func Postgres(opts ...Option) Service {
 	s := Service{
 		name:  "postgres",
@@ -293,12 +293,12 @@ func Redis(opts ...Option) Service {
 	return s
 }
 
-// Generic is any image as a service. Give it ports with Port; its default
+// Generic is any image as a service. Give it ports with WithPort; its default
 // readiness probe is a TCP connect to the first port. On rootless Podman
 // that is a heuristic: the port forwarder accepts connections to ports
 // nothing listens on and hangs up later (0.2 s idle, more under load), so
 // the probe waits half a second for that (healthcheck.TCPSettle). Set a
-// protocol probe with Ready (HTTP, Postgres, Redis, your own) wherever you
+// protocol probe with WithReady (HTTP, Postgres, Redis, your own) wherever you
 // can. Without ports, a running container counts as ready.
 func Generic(name, image string, opts ...Option) Service {
 	s := Service{name: name, kind: "generic", image: image, env: map[string]string{}}
@@ -383,7 +383,7 @@ func resetPostgres(ctx context.Context, c *Container) error {
 }
 
 // resetRedis is FLUSHDB on every logical database but those leased to a
-// test (isolation.LeaseDB) and the lease records: the suite's Redis is
+// test (RedisDB) and the lease records: the suite's Redis is
 // shared by every test process of the run, and a FLUSHALL would hand a
 // leased database to a second test.
 func resetRedis(ctx context.Context, c *Container) error {

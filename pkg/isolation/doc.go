@@ -18,7 +18,7 @@
 // The modes, cheapest first (numbers from `make bench`; see the
 // README for the table):
 //
-//   - PgxTx / Tx: a transaction rolled back at the end. Sub-millisecond. The
+//   - Tx (pgx) / SQLTx (database/sql): a transaction rolled back at the end. Sub-millisecond. The
 //     test must do all its work through that transaction; it cannot isolate
 //     code that commits on its own, other sessions' DDL or sequences.
 //   - NewSchema: a schema with the migrations applied, reached through a URL

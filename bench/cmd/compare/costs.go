@@ -53,7 +53,7 @@ func isolationCosts(ctx context.Context, pgImage, redisImage, tag string) (*cost
 		return nil
 	}
 
-	plain, err := isolate.OpenWithPool(ctx, url, 0)
+	plain, err := isolate.OpenWithSpares(ctx, url, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,7 @@ func isolationCosts(ctx context.Context, pgImage, redisImage, tag string) (*cost
 		warm.DropDatabaseLater(db.Name)
 	}
 	for range samples {
-		for deadline := time.Now().Add(time.Minute); warm.WarmClones() < isolate.DefaultPoolSize && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(time.Minute); warm.SpareClones() < isolate.DefaultSpares && time.Now().Before(deadline); {
 			time.Sleep(time.Millisecond)
 		}
 		start := time.Now()
@@ -224,7 +224,7 @@ func render(results []result, c *costs) string {
 	fmt.Fprintf(&b, "| transaction (BEGIN + ROLLBACK) | %s |\n", ms(median(c.tx)))
 	fmt.Fprintf(&b, "| schema with the ten tables, create + drop | %s |\n", ms(median(c.schema)))
 	fmt.Fprintf(&b, "| database cloned from the template, create + drop | %s |\n", ms(median(c.template)))
-	fmt.Fprintf(&b, "| database from the warm pool, take | %s |\n", ms(median(c.take)))
+	fmt.Fprintf(&b, "| spare database, take | %s |\n", ms(median(c.take)))
 	fmt.Fprintf(&b, "| Redis logical database, lease + release | %s |\n\n", ms(median(c.lease)))
 
 	b.WriteString("## Postgres start-up\n\n| start | container start → ready (median) | with a new pod, first use → ready (median) |\n|---|---|---|\n")

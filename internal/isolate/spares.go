@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// The warm database pool: once a template is built, a filler keeps a few
+// Spare databases: once a template is built, a filler keeps a few
 // clones of it ready (CREATE DATABASE … TEMPLATE takes ~20 ms; handing out
 // a ready one, microseconds), and databases given back are dropped in the
 // background. Clones are named tp_<owner>_<random>; the owner (one per
@@ -28,20 +28,24 @@ import (
 // sweep, template build) is taken on a connection to one fixed database,
 // lockDatabase, whatever database the Server's URL names.
 
-// DefaultPoolSize is how many ready clones a Server keeps per template.
-// CLEANROOM_DATABASE_POOL sets another size; 0 turns the pool off.
-const DefaultPoolSize = 4
+// DefaultSpares is how many ready clones a Server keeps per template.
+// CLEANROOM_SPARE_DATABASES sets another number; 0 turns the spares off.
+const DefaultSpares = 4
 
-func poolSize() int {
-	if v := os.Getenv("CLEANROOM_DATABASE_POOL"); v != "" {
-		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-			return n
-		}
+// spareCount reads CLEANROOM_SPARE_DATABASES.
+func spareCount() (int, error) {
+	v := os.Getenv("CLEANROOM_SPARE_DATABASES")
+	if v == "" {
+		return DefaultSpares, nil
 	}
-	return DefaultPoolSize
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 64 {
+		return 0, fmt.Errorf("isolation: CLEANROOM_SPARE_DATABASES=%q: want a number of spare databases from 0 (none) to 64; unset it for the default, %d", v, DefaultSpares)
+	}
+	return n, nil
 }
 
-type warmPool struct {
+type spareSet struct {
 	size    int
 	owner   string
 	lock    *pgx.Conn // holds the owner's advisory lock
@@ -66,7 +70,7 @@ func lockKey(name string) int64 {
 
 // start takes the owner lock, drops the clones of dead owners and starts
 // the background dropper.
-func (w *warmPool) start(ctx context.Context, s *Server, size int) error {
+func (w *spareSet) start(ctx context.Context, s *Server, size int) error {
 	w.size = size
 	w.owner = randomToken()[:8]
 	w.ctx, w.cancel = context.WithCancel(context.Background())
@@ -105,7 +109,7 @@ func (w *warmPool) start(ctx context.Context, s *Server, size int) error {
 const keptComment = "cleanroom: kept for inspection after a failed test"
 
 // KeepDatabase marks database name as kept for inspection, so that the
-// sweep of a later Server does not take it for a dead process's pool clone.
+// sweep of a later Server does not take it for a dead process's spare clone.
 func (s *Server) KeepDatabase(ctx context.Context, name string) error {
 	if _, err := s.pool.Exec(ctx, "COMMENT ON DATABASE "+Quote(name)+" IS '"+keptComment+"'"); err != nil {
 		return fmt.Errorf("isolation: keep database %s: %w", name, err)
@@ -125,7 +129,7 @@ var sweepKey = lockKey("cleanroom database pool sweep")
 // Which clones an owner has is read only once its lock is ours: a clone
 // listed before that could be marked kept by its (then live) owner in the
 // meantime, and dropping it would lose a failed test's database.
-func (w *warmPool) sweep(ctx context.Context, s *Server) error {
+func (w *spareSet) sweep(ctx context.Context, s *Server) error {
 	if _, err := w.lock.Exec(ctx, "SELECT pg_advisory_lock($1)", sweepKey); err != nil {
 		return err
 	}
@@ -182,7 +186,7 @@ func clones(ctx context.Context, q Querier, pattern string) ([]string, error) {
 }
 
 // fill starts keeping clones of tpl ready. Called once per template.
-func (w *warmPool) fill(s *Server, tpl string, st *templateState) {
+func (w *spareSet) fill(s *Server, tpl string, st *templateState) {
 	if w.size == 0 {
 		return
 	}
@@ -223,7 +227,7 @@ func (w *warmPool) fill(s *Server, tpl string, st *templateState) {
 }
 
 // take hands out a ready clone of tpl, if there is one, and asks for more.
-func (w *warmPool) take(s *Server, tpl string) (string, bool) {
+func (w *spareSet) take(s *Server, tpl string) (string, bool) {
 	s.mu.Lock()
 	st := s.templates[tpl]
 	s.mu.Unlock()
@@ -246,7 +250,7 @@ func (w *warmPool) take(s *Server, tpl string) (string, bool) {
 
 // dropLater queues a database to be dropped in the background; after
 // stop, it drops it at once.
-func (w *warmPool) dropLater(s *Server, name string) {
+func (w *spareSet) dropLater(s *Server, name string) {
 	w.dropMu.Lock()
 	if w.stopped {
 		w.dropMu.Unlock()
@@ -262,7 +266,7 @@ func (w *warmPool) dropLater(s *Server, name string) {
 
 // stop ends the filler, drops the unused clones and everything queued,
 // and releases the owner lock.
-func (w *warmPool) stop(s *Server) {
+func (w *spareSet) stop(s *Server) {
 	w.cancel()
 	w.fillers.Wait() // no clone is made after this
 	s.mu.Lock()
@@ -300,10 +304,10 @@ func (w *warmPool) stop(s *Server) {
 
 // DropDatabaseLater drops a database in the background (WITH (FORCE));
 // Close waits for it.
-func (s *Server) DropDatabaseLater(name string) { s.warm.dropLater(s, name) }
+func (s *Server) DropDatabaseLater(name string) { s.spares.dropLater(s, name) }
 
-// WarmClones is how many ready clones the Server holds now (all templates).
-func (s *Server) WarmClones() int {
+// SpareClones is how many ready clones the Server holds now (all templates).
+func (s *Server) SpareClones() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
@@ -313,11 +317,11 @@ func (s *Server) WarmClones() int {
 	return n
 }
 
-// ClonePrefix starts the names of this Server's pool clones.
-func (s *Server) ClonePrefix() string { return "tp_" + s.warm.owner + "_" }
+// ClonePrefix starts the names of this Server's spare clones.
+func (s *Server) ClonePrefix() string { return "tp_" + s.spares.owner + "_" }
 
 // Flush waits until every database queued by DropDatabaseLater is gone.
-func (s *Server) Flush() { s.warm.dropped.Wait() }
+func (s *Server) Flush() { s.spares.dropped.Wait() }
 
 // FlushAll waits for the background drops of the TB helpers' Servers.
 func FlushAll() {
@@ -327,7 +331,7 @@ func FlushAll() {
 }
 
 // CloseAll closes the Servers the TB helpers opened (NewDatabase,
-// NewSchema): unused pool clones are dropped, and so is every database
+// NewSchema): unused spare clones are dropped, and so is every database
 // still waiting to be. Call it at the end of TestMain; cleanroom.Main does.
 func CloseAll() {
 	for _, s := range openServers(true) {
