@@ -122,6 +122,34 @@ func TestInspectRemovedContainerIsNotFound(t *testing.T) {
 	}
 }
 
+// FollowLogs hands over each line as it is written and returns when the
+// container stops.
+func TestFollowLogsUntilTheContainerStops(t *testing.T) {
+	t.Parallel()
+	c := connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	id, err := c.CreateContainer(ctx, podman.ContainerSpec{Name: name("follow"), Image: busyboxImage, Labels: testLabels(t),
+		Command: []string{"sh", "-c", "echo one; sleep 0.3; echo two >&2; sleep 0.3; printf three"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.RemoveContainer(context.Background(), id) })
+	if err := c.StartContainer(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := c.FollowLogs(ctx, id, func(line string) { got = append(got, line) }); err != nil {
+		t.Fatalf("FollowLogs: %v", err)
+	}
+	if diff := cmp.Diff([]string{"one", "two", "three"}, got); diff != "" {
+		t.Errorf("lines (-want +got):\n%s", diff)
+	}
+	if info, err := c.InspectContainer(ctx, id); err != nil || info.State.Running {
+		t.Errorf("FollowLogs returned while the container runs: %+v, %v", info, err)
+	}
+}
+
 func TestContainerLifecycleExecAndLogs(t *testing.T) {
 	t.Parallel()
 	c := connect(t)

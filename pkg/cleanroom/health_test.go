@@ -112,3 +112,61 @@ func TestOldContainerIsReplacedOnlyWhenNoTestUsesIt(t *testing.T) {
 		t.Errorf("replacement log %q does not say why", msg)
 	}
 }
+
+// followEngine is a fake engine whose containers' logs can be followed:
+// each string sent on lines is a line the container writes.
+type followEngine struct {
+	*fakeEngine
+	lines chan string
+}
+
+func (f followEngine) FollowLogs(ctx context.Context, _ string, each func(string)) error {
+	for {
+		select {
+		case l := <-f.lines:
+			each(l)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// A server that logs its readiness is probed at once: with an hour between
+// polls, only the log line can get the probe run again.
+func TestReadinessIsProbedWhenTheServerLogs(t *testing.T) {
+	saved := readyPolling
+	readyPolling = healthcheck.Options{Initial: time.Hour, Max: time.Hour}
+	t.Cleanup(func() { readyPolling = saved })
+
+	f := newFakeEngine()
+	eng := followEngine{fakeEngine: f, lines: make(chan string)}
+	e, err := newEnvironment(Config{}.withDefaults(), eng, []Service{Generic("web", "example.com/web:1", WithPort(8080))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close(context.Background()) })
+	var ready atomic.Bool
+	probed := make(chan struct{}, 1)
+	e.byName["web"].svc.ready = func(*Container) healthcheck.Probe {
+		return healthcheck.Func("web", func(context.Context) error {
+			select {
+			case probed <- struct{}{}:
+			default:
+			}
+			if !ready.Load() {
+				return errors.New("connection refused")
+			}
+			return nil
+		})
+	}
+	go func() {
+		<-probed // the first probe failed: now the server comes up and says so
+		ready.Store(true)
+		eng.lines <- "web: ready to accept connections"
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := e.Get(ctx, "web"); err != nil {
+		t.Fatalf("Get: %v (the log line did not trigger a probe)", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cleanroom-go/cleanroom/internal/labels"
@@ -267,25 +268,54 @@ func (e *Environment) removeContainer(ctx context.Context, c *Container) {
 // errNotRunning: the container stopped while we waited for it.
 var errNotRunning = errors.New("the container is not running")
 
-// readyPolling probes often while a service starts: a refused connection
-// costs well under a millisecond, and a coarse backoff would add up to its
-// step to every start (a Postgres from a snapshot is ready in ~0.3 s).
+// readyPolling is how often readiness is probed when nothing else says
+// when: a refused connection costs well under a millisecond, and a Postgres
+// from a snapshot is ready in ~0.3 s. Where the engine can follow the
+// container's log (every Podman), each line the server writes also
+// triggers a probe at once, so a server that says it is ready is seen
+// within a round trip, not at the next step.
 var readyPolling = healthcheck.Options{Initial: 5 * time.Millisecond, Max: 25 * time.Millisecond}
 
-// waitReady polls the readiness probe; a container that stops running
-// ends the wait at once.
+// logFollower is the engine part that streams a container's log; the
+// readiness wait uses it when the engine has it.
+type logFollower interface {
+	FollowLogs(ctx context.Context, nameOrID string, each func(line string)) error
+}
+
+// waitReady polls the readiness probe, at once on each log line; a
+// container that stops running ends the wait at once.
 func (e *Environment) waitReady(ctx context.Context, svc *Service, c *Container) error {
+	opts := readyPolling
+	var stopped atomic.Bool // the log stream ended: the container stopped
+	if f, ok := e.eng.(logFollower); ok {
+		wake := make(chan struct{}, 1)
+		poke := func() {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+		fctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			if err := f.FollowLogs(fctx, c.ID, func(string) { poke() }); err == nil {
+				stopped.Store(true)
+			}
+			poke()
+		}()
+		opts.Wake = wake
+	}
 	probe := svc.readyProbe(c)
 	if probe == nil {
 		return healthcheck.Wait(ctx, healthcheck.Func("container running", func(ctx context.Context) error {
 			return e.checkRunning(ctx, c.ID)
-		}), readyPolling)
+		}), opts)
 	}
 	defer closeProbe(probe)
 	var lastInspect time.Time
 	return healthcheck.Wait(ctx, healthcheck.Func(probe.String(), func(ctx context.Context) error {
 		err := probe.Check(ctx)
-		if err == nil || time.Since(lastInspect) < 500*time.Millisecond {
+		if err == nil || (time.Since(lastInspect) < 500*time.Millisecond && !stopped.Load()) {
 			return err
 		}
 		lastInspect = time.Now()
@@ -297,7 +327,7 @@ func (e *Environment) waitReady(ctx context.Context, svc *Service, c *Container)
 			return healthcheck.Permanent(fmt.Errorf("%w: it %s (exit code %d): %w", errNotRunning, info.State.Status, info.State.ExitCode, err))
 		}
 		return err
-	}), readyPolling)
+	}), opts)
 }
 
 // perTestContainer starts svc in a pod of its own, for one test.

@@ -198,6 +198,10 @@ type Options struct {
 	Max time.Duration
 	// Attempt bounds one check. Default 5 s.
 	Attempt time.Duration
+	// Wake, when it delivers, ends a pause early and the check runs at
+	// once: a server that logs its readiness (a new log line arriving on
+	// this channel) is probed the moment it says so, not at the next step.
+	Wake <-chan struct{}
 }
 
 // Permanent marks a check's error as one no retry can cure (the container
@@ -246,6 +250,8 @@ func Wait(ctx context.Context, p Probe, opts Options) error {
 			return fmt.Errorf("wait for %s: gave up after %s and %d attempts (%w); last error: %w",
 				p, time.Since(start).Round(time.Millisecond), attempt, ctx.Err(), err)
 		case <-t.C:
+		case <-opts.Wake:
+			t.Stop()
 		}
 		pause = min(pause*2, opts.Max)
 	}

@@ -32,6 +32,35 @@ func TestWaitRetriesUntilSuccess(t *testing.T) {
 	}
 }
 
+// A wake-up runs the check at once: with an hour between checks, only the
+// wake-ups can get the probe to its third run.
+func TestWaitChecksAtOnceWhenWoken(t *testing.T) {
+	var calls atomic.Int32
+	checked := make(chan struct{}, 10)
+	p := Func("log-driven", func(context.Context) error {
+		defer func() { checked <- struct{}{} }()
+		if calls.Add(1) < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	wake := make(chan struct{})
+	go func() {
+		for range 2 {
+			<-checked
+			wake <- struct{}{}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := Wait(ctx, p, Options{Initial: time.Hour, Max: time.Hour, Wake: wake}); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("probe ran %d times, want 3", n)
+	}
+}
+
 func TestWaitGivesUpWithTheLastReason(t *testing.T) {
 	reason := errors.New("connection refused")
 	p := Func("postgres SELECT 1 at 127.0.0.1:1", func(context.Context) error { return reason })

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestEndpointsOrder(t *testing.T) {
@@ -153,6 +155,20 @@ func TestDemux(t *testing.T) {
 	}
 	if err := demux(strings.NewReader(frame(1, "trunc")[:10]), &out, &errOut); err == nil {
 		t.Error("a truncated frame must be an error")
+	}
+}
+
+func TestLineWriterSplitsFramesIntoLines(t *testing.T) {
+	var got []string
+	w := &lineWriter{each: func(l string) { got = append(got, l) }}
+	for _, chunk := range []string{"data", "base ready\r\nsecond", " line\n", "\n", "no newline"} {
+		if n, err := w.Write([]byte(chunk)); n != len(chunk) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", chunk, n, err)
+		}
+	}
+	w.flush()
+	if diff := cmp.Diff([]string{"database ready", "second line", "", "no newline"}, got); diff != "" {
+		t.Errorf("lines (-want +got):\n%s", diff)
 	}
 }
 

@@ -289,6 +289,56 @@ func (c *Client) Logs(ctx context.Context, nameOrID string, tail int) ([]string,
 	return lines, sc.Err()
 }
 
+// FollowLogs calls each with every line of the container's output (stdout
+// and stderr, its log so far first) as it is written, until the container
+// stops (then it returns nil) or ctx ends. Readiness waits use it to probe
+// a server the moment it logs something, instead of on a timer.
+func (c *Client) FollowLogs(ctx context.Context, nameOrID string, each func(line string)) error {
+	op := "follow logs of " + nameOrID
+	q := url.Values{"stdout": {"true"}, "stderr": {"true"}, "follow": {"true"}}
+	resp, err := c.do(ctx, op, request{method: http.MethodGet, path: "/containers/%s/logs", args: []string{nameOrID}, query: q})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	w := &lineWriter{each: each}
+	err = demux(resp.Body, w, w)
+	w.flush()
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", op, ctx.Err())
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+// lineWriter hands complete lines to each.
+type lineWriter struct {
+	each func(string)
+	buf  []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.each(strings.TrimSuffix(string(w.buf[:i]), "\r"))
+		w.buf = w.buf[i+1:]
+	}
+}
+
+// flush hands on a last line without a newline.
+func (w *lineWriter) flush() {
+	if len(w.buf) > 0 {
+		w.each(string(w.buf))
+		w.buf = nil
+	}
+}
+
 // demux splits the API's multiplexed stream (8-byte frame headers: stream
 // number, three zero bytes, big-endian length) into stdout and stderr.
 func demux(r io.Reader, stdout, stderr io.Writer) error {
