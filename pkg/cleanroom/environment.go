@@ -73,6 +73,8 @@ type Environment struct {
 	counter  int             // for per-test pod names
 	closed   bool
 
+	startOthersOnce sync.Once // see startOthers
+
 	closeOnce sync.Once
 	closeErr  error
 
@@ -174,6 +176,7 @@ func newEnvironment(cfg Config, eng engine, services []Service) (*Environment, e
 	}
 	e.snapCtx, e.snapCancel = context.WithCancel(context.Background())
 	usedPorts := map[uint16]string{}
+	var defs []string
 	h := sha256.New()
 	fmt.Fprintln(h, moduleRoot())
 	// Ports are published on the bind address when the pod is made: a
@@ -200,7 +203,13 @@ func newEnvironment(cfg Config, eng engine, services []Service) (*Environment, e
 		ent := &entry{svc: &s}
 		e.byName[s.name] = ent
 		e.declared = append(e.declared, ent)
-		fmt.Fprintln(h, s.definition())
+		defs = append(defs, s.definition())
+	}
+	// The same services declared in another order are the same suite
+	// (cleanroom up declares them in its own order).
+	slices.Sort(defs)
+	for _, d := range defs {
+		fmt.Fprintln(h, d)
 	}
 	e.suite = cfg.Suite
 	if e.suite == "" {

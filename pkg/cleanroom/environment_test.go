@@ -27,6 +27,44 @@ func webEnv(t *testing.T, cfg Config, opts ...Option) (*Environment, *fakeEngine
 	return e, f, rec
 }
 
+// The first use of one declared service starts the others beside it: web
+// cannot finish starting until the cache has begun to start, which only
+// happens when nobody waits for web first.
+func TestFirstUseStartsEveryDeclaredServiceAtOnce(t *testing.T) {
+	e, f, _ := testEnv(t, Config{},
+		Generic("web", "example.com/web:1", WithPort(8080)),
+		Generic("cache", "example.com/cache:1", WithPort(6379)))
+	for _, ent := range e.declared {
+		ent.svc.ready = running(f)
+	}
+	cacheStarting := make(chan struct{})
+	f.startHook = func(name string) {
+		switch {
+		case strings.HasSuffix(name, "-cache"):
+			close(cacheStarting)
+		case strings.HasSuffix(name, "-web"):
+			select {
+			case <-cacheStarting:
+			case <-time.After(time.Minute):
+				t.Error("the cache did not start while web was starting")
+			}
+		}
+	}
+	if _, err := e.Get(context.Background(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	cache, err := e.Get(context.Background(), "cache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created, pods, _ := f.counts(); created != 2 || pods != 1 {
+		t.Errorf("created %d containers in %d pods, want 2 in 1", created, pods)
+	}
+	if again, _ := e.Get(context.Background(), "cache"); again != cache {
+		t.Errorf("the cache started twice")
+	}
+}
+
 func TestConcurrentGetOrCreateCreatesOnce(t *testing.T) {
 	e, f, _ := webEnv(t, Config{})
 	f.startDelay = 50 * time.Millisecond // let all callers pile up on the creation

@@ -27,6 +27,7 @@ type fakeEngine struct {
 	closed     int
 
 	startDelay   time.Duration                   // each StartContainer sleeps this long
+	startHook    func(name string)               // called by StartContainer with the container's name, before it starts
 	podGate      chan struct{}                   // when set, CreatePod waits until it is closed
 	createPodErr func(name string) error         // fails CreatePod when it returns non-nil
 	removePodErr func(name string) error         // fails RemovePod when it returns non-nil
@@ -192,6 +193,15 @@ func (f *fakeEngine) find(nameOrID string) *fakeContainer {
 
 func (f *fakeEngine) StartContainer(_ context.Context, nameOrID string) error {
 	time.Sleep(f.startDelay)
+	if f.startHook != nil {
+		f.mu.Lock()
+		name := nameOrID
+		if c := f.find(nameOrID); c != nil {
+			name = c.spec.Name
+		}
+		f.mu.Unlock()
+		f.startHook(name)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c := f.find(nameOrID)

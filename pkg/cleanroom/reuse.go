@@ -233,6 +233,9 @@ func (e *Environment) acquire(ctx context.Context, ent *entry, user bool) (*Cont
 		if old != nil {
 			e.noteReplacement(ent.svc.name, old, reason)
 		}
+		if old == nil && !ent.late {
+			e.startOthers(ent)
+		}
 		go func() {
 			c, err := e.create(ctx, ent, old)
 			ent.mu.Lock()
@@ -306,6 +309,21 @@ var healthRetryDelay = 250 * time.Millisecond
 
 // healthTimeout bounds one health probe.
 const healthTimeout = 5 * time.Second
+
+// startOthers starts every other declared service, each on its own,
+// the first time one of them is created: the pod's services are known up
+// front, so none waits for another's start-up (a test that takes a
+// database and then a Redis database would otherwise pay for both in
+// turn). What fails here is tried again by the next use of that service.
+func (e *Environment) startOthers(first *entry) {
+	e.startOthersOnce.Do(func() {
+		for _, ent := range e.declared {
+			if ent != first {
+				go func() { _, _ = e.acquire(context.Background(), ent, false) }()
+			}
+		}
+	})
+}
 
 // release ends a test's use of c.
 func (e *Environment) release(ent *entry, c *Container) {

@@ -71,6 +71,9 @@ func TestDefaultSuiteKeyFollowsServicesAndBindAddress(t *testing.T) {
 	if again := key(Config{}, Postgres(), Redis()); again != base {
 		t.Errorf("the same module and services give two suites: %s, %s", base, again)
 	}
+	if swapped := key(Config{}, Redis(), Postgres()); swapped != base {
+		t.Errorf("the same services in another order give another suite: %s, %s", base, swapped)
+	}
 	for name, other := range map[string]string{
 		"another service set":     key(Config{}, Postgres()),
 		"another service setting": key(Config{}, Postgres(WithPostgresSetting("work_mem", "8MB")), Redis()),
