@@ -126,6 +126,7 @@ func useBoth(ctx context.Context, env *cleanroom.Environment) error {
 // testRun is one short test of the work mode.
 type testRun struct {
 	Began time.Time `json:"began"`
+	Ended time.Time `json:"ended"`
 	Err   string    `json:"err,omitempty"`
 }
 
@@ -145,6 +146,7 @@ func work(env *cleanroom.Environment, workers int, d time.Duration) []testRun {
 					r.Err = err.Error()
 				}
 				cancel()
+				r.Ended = time.Now()
 				mu.Lock()
 				out = append(out, r)
 				mu.Unlock()

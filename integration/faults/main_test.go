@@ -79,6 +79,11 @@ func decoys(t *testing.T, suite string) {
 		}
 	}
 	t.Cleanup(func() {
+		// Removed however the checks below end.
+		defer func() {
+			_ = exec.Command("podman", "pod", "rm", "-f", pod).Run()
+			_ = exec.Command("podman", "rm", "-f", ctr).Run()
+		}()
 		c := connect(t)
 		if _, err := c.InspectPod(context.Background(), pod); err != nil {
 			t.Errorf("the unlabelled decoy pod %s did not survive: %v", pod, err)
@@ -86,8 +91,6 @@ func decoys(t *testing.T, suite string) {
 		if _, err := c.InspectContainer(context.Background(), ctr); err != nil {
 			t.Errorf("the unlabelled decoy container %s did not survive: %v", ctr, err)
 		}
-		_ = exec.Command("podman", "pod", "rm", "-f", pod).Run()
-		_ = exec.Command("podman", "rm", "-f", ctr).Run()
 	})
 }
 
