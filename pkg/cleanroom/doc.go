@@ -36,12 +36,12 @@
 // # How it works
 //
 // Main (or New and Environment.Run, for a custom TestMain or a program)
-// declares the
-// services up front, because a pod's published ports are fixed when it is
-// created; each container starts only when a test first asks for it. The
-// services share the pod's network namespace (they reach each other on
-// localhost) and publish their ports on 127.0.0.1 with host ports the engine
-// picks, so parallel suites never collide.
+// declares the services up front, because a pod's published ports are
+// fixed when it is created; the first test to ask for any of them starts
+// all of them at once, none waiting for another's start-up. The services
+// share the pod's network namespace (they reach each other on localhost)
+// and publish their ports on 127.0.0.1 with host ports the engine picks,
+// so parallel suites never collide.
 //
 // Before a container is reused, its health probe runs (Postgres SELECT 1,
 // Redis PING, TCP, or your own) unless the last good probe is younger than

@@ -23,8 +23,9 @@ import (
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
-// Environment owns a suite's service containers: it starts each declared
-// service on first use in the suite's pod, reuses it while it is healthy
+// Environment owns a suite's service containers: the first use of any
+// declared service starts all of them at once in the suite's pod; it
+// reuses each while it is healthy
 // and young enough, replaces it otherwise, and removes everything it
 // created in Close. All methods are safe for concurrent use.
 type Environment struct {
@@ -96,8 +97,8 @@ func (e *Environment) onClose(f func()) {
 
 // New validates cfg and the services, connects to Podman and returns an
 // Environment; it reads no file and no environment variable (LoadConfig
-// does). Nothing is created yet: a service's pod and container start on
-// its first use. Run the tests with Run, or Close the Environment when
+// does). Nothing is created yet: the pod and the declared services start
+// at the first use of any of them. Run the tests with Run, or Close the Environment when
 // done.
 func New(ctx context.Context, cfg Config, services ...Service) (*Environment, error) {
 	cfg.Images = maps.Clone(cfg.Images)

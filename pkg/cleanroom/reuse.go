@@ -71,7 +71,8 @@ type probeCall struct {
 	err  error      // nil: healthy
 }
 
-// Get returns the declared service's container, starting it on first use,
+// Get returns the declared service's container, starting it (and every
+// other declared service, beside it) on the first use of any,
 // health-checking it before reuse and replacing it when it is unhealthy or
 // older than max_container_reuse_time. See GetOrCreate.
 func (e *Environment) Get(ctx context.Context, name string) (*Container, error) {
