@@ -55,7 +55,7 @@ func (c *command) usageLine() string {
 }
 
 // commands lists the verbs in the order the usage shows them.
-var commands = []*command{psCommand, gcCommand, cleanCommand, pullCommand, kubeCommand, doctorCommand, versionCommand}
+var commands = []*command{upCommand, psCommand, gcCommand, cleanCommand, pullCommand, kubeCommand, doctorCommand, versionCommand}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
