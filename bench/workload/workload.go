@@ -1,5 +1,5 @@
-// Package workload is the test workload of the side-by-side benchmark: four
-// packages (p1…p4) of 25 tests each; every test takes a database of its own
+// Package workload is the test workload of the side-by-side benchmark:
+// packages p1…p16 of 25 tests each (the benchmark runs 4 or 16 of them); every test takes a database of its own
 // cloned from a migrated template (ten tables) and a Redis database, writes
 // and reads. BENCH_MODE picks how the services are provided:
 //
@@ -7,6 +7,9 @@
 //	               snapshot or kept warm, as CLEANROOM_* say)
 //	per-test       cleanroom with singletons off: each test its own
 //	               containers (ADR-002's "before")
+//	floor          a Postgres and Redis started beforehand, outside the
+//	               timing (BENCH_PG_URL, BENCH_REDIS_URL): the floor no
+//	               container manager can beat
 //	testcontainers testcontainers-go, one Postgres and one Redis per package
 //	               (its TestMain pattern), over Podman's Docker API; with
 //	               BENCH_TC_TMPFS=0 its module defaults (data on disk),
@@ -41,7 +44,8 @@ var Migrations = isolation.SQLDir(migrationFiles, "migrations")
 // TestsPerPackage is how many tests each workload package has.
 const TestsPerPackage = 25
 
-// tc holds the package's testcontainers-go services.
+// tc holds the package's services when they do not come from Cleanroom:
+// testcontainers-go's, or the floor's.
 var tc struct {
 	pgURL     string
 	redisOpts *redis.Options
@@ -67,10 +71,26 @@ func Main(m *testing.M) {
 		os.Exit(env.Run(m))
 	case "testcontainers":
 		os.Exit(testcontainersMain(m))
+	case "floor":
+		os.Exit(floorMain(m))
 	default:
-		fmt.Fprintf(os.Stderr, "BENCH_MODE=%q: want cleanroom, per-test or testcontainers\n", mode)
+		fmt.Fprintf(os.Stderr, "BENCH_MODE=%q: want cleanroom, per-test, floor or testcontainers\n", mode)
 		os.Exit(2)
 	}
+}
+
+// floorMain runs the tests against services that already run.
+func floorMain(m *testing.M) int {
+	tc.pgURL = os.Getenv("BENCH_PG_URL")
+	opts, err := redis.ParseURL(os.Getenv("BENCH_REDIS_URL"))
+	if err != nil || tc.pgURL == "" {
+		fmt.Fprintln(os.Stderr, "BENCH_MODE=floor needs BENCH_PG_URL and BENCH_REDIS_URL:", err)
+		return 2
+	}
+	tc.redisOpts = opts
+	code := m.Run()
+	isolate.CloseAll()
+	return code
 }
 
 func testcontainersMain(m *testing.M) int {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/cleanroom-go/cleanroom/bench/workload"
 	"github.com/cleanroom-go/cleanroom/internal/isolate"
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -19,6 +21,7 @@ const samples = 50
 type costs struct {
 	tx, schema, template, take, lease []time.Duration
 	snapReady, snapTotal, plainReady  []time.Duration
+	readyGap                          []time.Duration // server says ready → the library returns it
 }
 
 // isolationCosts measures, in this process against Cleanroom's Postgres
@@ -27,6 +30,12 @@ type costs struct {
 func isolationCosts(ctx context.Context, pgImage, redisImage, tag string) (*costs, error) {
 	var r costs
 	images := map[string]string{"postgres": pgImage, "redis": redisImage}
+	pc, err := podman.Connect(ctx, podman.Options{})
+	if err != nil {
+		return nil, err
+	}
+	engineURI := pc.Endpoint().URI
+	pc.Close()
 	env, err := cleanroom.New(ctx, cleanroom.Config{Suite: "bench-iso-" + tag, GracePeriod: time.Millisecond, DisableSnapshots: true, Images: images},
 		cleanroom.Postgres(), cleanroom.Redis())
 	if err != nil {
@@ -134,7 +143,13 @@ func isolationCosts(ctx context.Context, pgImage, redisImage, tag string) (*cost
 		}
 		start := time.Now()
 		c, err := e.Get(ctx, "postgres")
-		total := time.Since(start)
+		returned := time.Now()
+		total := returned.Sub(start)
+		if err == nil {
+			if at, lerr := readyLogged(engineURI, c.ID); lerr == nil {
+				r.readyGap = append(r.readyGap, returned.Sub(at))
+			}
+		}
 		st := e.Stats()
 		if cerr := e.Close(ctx); err == nil {
 			err = cerr
@@ -177,7 +192,35 @@ func waitGone(ctx context.Context, suite string) {
 		return
 	}
 	defer c.Close()
-	waitSuiteGone(ctx, c, suite)
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		pods, err := c.ListPods(ctx, map[string]string{labels.Suite: suite})
+		if err == nil && len(pods) == 0 {
+			return
+		}
+	}
+}
+
+// readyLogged is when Postgres in container id last logged that it is
+// ready to accept connections, by the timestamps Podman keeps of its log.
+func readyLogged(uri, id string) (time.Time, error) {
+	out, err := exec.Command("podman", "--url", uri, "logs", "--timestamps", id).CombinedOutput()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("podman logs: %v: %s", err, out)
+	}
+	var at time.Time
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.Contains(line, "ready to accept connections") {
+			continue
+		}
+		ts, _, _ := strings.Cut(line, " ")
+		if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+			at = t
+		}
+	}
+	if at.IsZero() {
+		return at, fmt.Errorf("no ready line in the log of %s", id)
+	}
+	return at, nil
 }
 
 func ms(d time.Duration) string {
@@ -188,69 +231,6 @@ func ms(d time.Duration) string {
 		return fmt.Sprintf("%.0f ms", float64(d.Microseconds())/1000)
 	}
 	return fmt.Sprintf("%.1f s", d.Seconds())
-}
-
-// render writes the report: the workload table, the ratios, the per-test
-// costs, and the targets with whether this run met them.
-func render(results []result, c *costs) string {
-	var b strings.Builder
-	host := hostInfo()
-	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench-compare` (bench/cmd/compare) on %s, %s. Do not edit by hand.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), host)
-	fmt.Fprintf(&b, "## The workload: %d packages × %d tests\n\n", len(packages), workload.TestsPerPackage)
-	b.WriteString("Each test takes a database of its own, cloned from a template with ten migrated tables, and a Redis database; it writes and reads both. Packages run as `go test ./...` runs them (as many at once as there are CPUs), tests in parallel. All modes use the same images on the same Podman service, in one run.\n\n")
-	b.WriteString("| mode | wall time | ÷ Cleanroom cold | service containers started | peak memory of the containers |\n|---|---|---|---|---|\n")
-	var cold time.Duration
-	for _, r := range results {
-		if r.name == "Cleanroom, cold" {
-			cold = r.wall
-		}
-	}
-	for _, r := range results {
-		ratio := "—"
-		if cold > 0 && r.name != "Cleanroom, cold" {
-			ratio = fmt.Sprintf("%.1f×", r.wall.Seconds()/cold.Seconds())
-		}
-		fmt.Fprintf(&b, "| %s | %.1f s | %s | %d | %.0f MB |\n", r.name, r.wall.Seconds(), ratio, r.starts, r.peakMB)
-	}
-	b.WriteString("\n")
-	for _, r := range results {
-		fmt.Fprintf(&b, "- **%s**: %s.\n", r.name, r.note)
-	}
-	b.WriteString("\nService containers are counted from Podman's event stream (starts of anything but pods' infra containers, snapshot builders included).\n\n")
-
-	b.WriteString("## What one test pays for its isolation\n\n")
-	fmt.Fprintf(&b, "Medians of %d, set-up plus tear-down, against Cleanroom's Postgres (tmpfs, durability off) and Redis, ten-table migration set.\n\n", samples)
-	b.WriteString("| operation | median |\n|---|---|\n")
-	fmt.Fprintf(&b, "| transaction (BEGIN + ROLLBACK) | %s |\n", ms(median(c.tx)))
-	fmt.Fprintf(&b, "| schema with the ten tables, create + drop | %s |\n", ms(median(c.schema)))
-	fmt.Fprintf(&b, "| database cloned from the template, create + drop | %s |\n", ms(median(c.template)))
-	fmt.Fprintf(&b, "| spare database, take | %s |\n", ms(median(c.take)))
-	fmt.Fprintf(&b, "| Redis logical database, lease + release | %s |\n\n", ms(median(c.lease)))
-
-	b.WriteString("## Postgres start-up\n\n| start | container start → ready (median) | with a new pod, first use → ready (median) |\n|---|---|---|\n")
-	fmt.Fprintf(&b, "| plain image (initdb on tmpfs) | %s | — |\n", ms(median(c.plainReady)))
-	fmt.Fprintf(&b, "| from a snapshot | %s | %s |\n\n", ms(median(c.snapReady)), ms(median(c.snapTotal)))
-
-	b.WriteString("## Targets (issue: faster than the limit others accept)\n\n")
-	byName := map[string]time.Duration{}
-	for _, r := range results {
-		byName[r.name] = r.wall
-	}
-	check := func(ok bool, what string) {
-		mark := "met"
-		if !ok {
-			mark = "**not met**"
-		}
-		fmt.Fprintf(&b, "- %s: %s\n", what, mark)
-	}
-	tc, tcTuned, perTest := byName["testcontainers-go, per package"], byName["testcontainers-go, per package, tuned"], byName["per-test containers"]
-	check(tc.Seconds() >= 3*cold.Seconds(), fmt.Sprintf("Cleanroom cold ≥ 3× faster than testcontainers-go per package (%.1f×)", tc.Seconds()/cold.Seconds()))
-	fmt.Fprintf(&b, "  - against testcontainers-go given Cleanroom's Postgres tuning: %.1f×\n", tcTuned.Seconds()/cold.Seconds())
-	check(perTest.Seconds() >= 20*cold.Seconds(), fmt.Sprintf("Cleanroom cold ≥ 20× faster than per-test containers (%.1f×)", perTest.Seconds()/cold.Seconds()))
-	check(byName["Cleanroom, keep-warm"] < cold, fmt.Sprintf("keep-warm faster still (%.1f s against %.1f s)", byName["Cleanroom, keep-warm"].Seconds(), cold.Seconds()))
-	check(median(c.snapReady) <= 600*time.Millisecond, fmt.Sprintf("Postgres ready from a snapshot ≤ 0.6 s median (%s)", ms(median(c.snapReady))))
-	check(median(c.take) <= 2*time.Millisecond, fmt.Sprintf("warm-pool take ≤ 2 ms median (%s)", ms(median(c.take))))
-	return b.String()
 }
 
 func pgxPool(ctx context.Context, url string) (*pgxpool.Pool, error) { return pgxpool.New(ctx, url) }

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cleanroom-go/cleanroom/bench/workload"
+)
+
+// render writes the report: per workload size the modes' medians and their
+// overhead over the floor, how overhead grows with the packages, the
+// per-test costs, start-up, and the targets with whether this run met them.
+func render(runs []*sizeRun, c *costs, reps int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench-compare` (bench/cmd/compare) on %s, %s. Do not edit by hand.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), hostInfo())
+	fmt.Fprintf(&b, "## The workload\n\nPackages of %d tests. Each test takes a database of its own, cloned from a template with ten migrated tables, and a Redis database; it writes and reads both. Packages run as `go test ./...` runs them (as many at once as there are CPUs), tests in parallel; the test binaries are built beforehand, so no figure includes compiling. All modes use the same images on the same Podman service, in one run. Wall times are medians of %d runs (per-test containers: one run); \"over the floor\" is a mode's median minus the floor's.\n\n", workload.TestsPerPackage, reps)
+	for _, r := range runs {
+		floor := r.byName(modeFloor).median()
+		cold := r.byName(modeCold).median()
+		fmt.Fprintf(&b, "### %d packages × %d tests\n\n", r.packages, workload.TestsPerPackage)
+		b.WriteString("| mode | wall time (median) | runs | over the floor | ÷ Cleanroom cold | service containers started | peak memory of the containers |\n|---|---|---|---|---|---|---|\n")
+		for _, res := range r.results {
+			over, ratio := "—", "—"
+			if res.name != modeFloor {
+				over = fmt.Sprintf("+%.2f s", (res.median() - floor).Seconds())
+			}
+			if res.name != modeCold && cold > 0 {
+				ratio = fmt.Sprintf("%.1f×", res.median().Seconds()/cold.Seconds())
+			}
+			fmt.Fprintf(&b, "| %s | %.2f s | %s | %s | %s | %d | %.0f MB |\n", res.name, res.median().Seconds(), runsOf(res.walls), over, ratio, res.starts, res.peakMB)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("Modes:\n\n")
+	for _, res := range runs[0].results {
+		fmt.Fprintf(&b, "- **%s**: %s.\n", res.name, res.note)
+	}
+	b.WriteString("\nService containers are counted from Podman's event stream (starts of anything but pods' infra containers, snapshot builders included), in the last timed run.\n\n")
+
+	if len(runs) > 1 {
+		small, big := runs[0], runs[len(runs)-1]
+		fmt.Fprintf(&b, "### Overhead as the packages grow\n\n| mode | over the floor at %d packages | at %d packages | growth |\n|---|---|---|---|\n", small.packages, big.packages)
+		for _, name := range []string{modeTCTuned, modeCold, modeSnapshot, modeWarm} {
+			o1, o2 := overhead(small, name), overhead(big, name)
+			fmt.Fprintf(&b, "| %s | +%.2f s | +%.2f s | %s |\n", name, o1.Seconds(), o2.Seconds(), growth(o1, o2))
+		}
+		b.WriteString("\n")
+	}
+
+	b.WriteString("## What one test pays for its isolation\n\n")
+	fmt.Fprintf(&b, "Medians of %d, set-up plus tear-down, against Cleanroom's Postgres (tmpfs, durability off) and Redis, ten-table migration set.\n\n", samples)
+	b.WriteString("| operation | median |\n|---|---|\n")
+	fmt.Fprintf(&b, "| transaction (BEGIN + ROLLBACK) | %s |\n", ms(median(c.tx)))
+	fmt.Fprintf(&b, "| schema with the ten tables, create + drop | %s |\n", ms(median(c.schema)))
+	fmt.Fprintf(&b, "| database cloned from the template, create + drop | %s |\n", ms(median(c.template)))
+	fmt.Fprintf(&b, "| spare database, take | %s |\n", ms(median(c.take)))
+	fmt.Fprintf(&b, "| Redis logical database, lease + release | %s |\n\n", ms(median(c.lease)))
+
+	b.WriteString("## Postgres start-up\n\n| start | container start → ready (median) | with a new pod, first use → ready (median) |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "| plain image (initdb on tmpfs) | %s | — |\n", ms(median(c.plainReady)))
+	fmt.Fprintf(&b, "| from a snapshot | %s | %s |\n\n", ms(median(c.snapReady)), ms(median(c.snapTotal)))
+	if len(c.readyGap) > 0 {
+		fmt.Fprintf(&b, "Between the server's own \"ready to accept connections\" log line (its timestamp, from Podman) and the library returning the ready container: %s median, %s at most, over %d starts.\n\n", ms(median(c.readyGap)), ms(maxOf(c.readyGap)), len(c.readyGap))
+	}
+
+	b.WriteString("## Targets\n\n")
+	check := func(ok bool, what string) {
+		mark := "met"
+		if !ok {
+			mark = "**not met**"
+		}
+		fmt.Fprintf(&b, "- %s: %s\n", what, mark)
+	}
+	r4 := runs[0]
+	cold := r4.byName(modeCold).median()
+	tc, tcTuned, perTest := r4.byName(modeTC).median(), r4.byName(modeTCTuned).median(), r4.byName(modePerTest).median()
+	check(overhead(r4, modeSnapshot) <= 700*time.Millisecond, fmt.Sprintf("snapshot-cold ≤ floor + 0.7 s at %d packages (+%.2f s)", r4.packages, overhead(r4, modeSnapshot).Seconds()))
+	check(overhead(r4, modeCold) <= 1500*time.Millisecond, fmt.Sprintf("cold without a snapshot ≤ floor + 1.5 s at %d packages (+%.2f s)", r4.packages, overhead(r4, modeCold).Seconds()))
+	check(overhead(r4, modeWarm) <= 200*time.Millisecond, fmt.Sprintf("keep-warm ≤ floor + 0.2 s at %d packages (+%.2f s)", r4.packages, overhead(r4, modeWarm).Seconds()))
+	if len(runs) > 1 {
+		big := runs[len(runs)-1]
+		for _, name := range []string{modeCold, modeSnapshot} {
+			o1, o2 := overhead(r4, name), overhead(big, name)
+			check(o2.Seconds() <= 1.3*o1.Seconds(), fmt.Sprintf("%s: overhead at %d packages ≤ 1.3× that at %d (%s)", name, big.packages, r4.packages, growth(o1, o2)))
+		}
+		fmt.Fprintf(&b, "  - testcontainers-go, tuned, for comparison: %s\n", growth(overhead(r4, modeTCTuned), overhead(big, modeTCTuned)))
+	}
+	check(tc.Seconds() >= 3*cold.Seconds(), fmt.Sprintf("Cleanroom cold ≥ 3× faster than testcontainers-go per package (%.1f×)", tc.Seconds()/cold.Seconds()))
+	fmt.Fprintf(&b, "  - against testcontainers-go given Cleanroom's Postgres tuning: %.1f×\n", tcTuned.Seconds()/cold.Seconds())
+	check(perTest.Seconds() >= 20*cold.Seconds(), fmt.Sprintf("Cleanroom cold ≥ 20× faster than per-test containers (%.1f×)", perTest.Seconds()/cold.Seconds()))
+	check(median(c.snapReady) <= 600*time.Millisecond, fmt.Sprintf("Postgres ready from a snapshot ≤ 0.6 s median (%s)", ms(median(c.snapReady))))
+	check(median(c.take) <= 2*time.Millisecond, fmt.Sprintf("taking a spare database ≤ 2 ms median (%s)", ms(median(c.take))))
+	return b.String()
+}
+
+// overhead is a mode's median over the floor's at one size.
+func overhead(r *sizeRun, name string) time.Duration {
+	return r.byName(name).median() - r.byName(modeFloor).median()
+}
+
+func growth(small, big time.Duration) string {
+	if small <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", big.Seconds()/small.Seconds())
+}
+
+// runsOf lists the timed runs, in seconds.
+func runsOf(walls []time.Duration) string {
+	var s []string
+	for _, w := range walls {
+		s = append(s, fmt.Sprintf("%.2f", w.Seconds()))
+	}
+	return strings.Join(s, ", ")
+}
+
+func maxOf(d []time.Duration) time.Duration {
+	var m time.Duration
+	for _, x := range d {
+		m = max(m, x)
+	}
+	return m
+}
