@@ -135,7 +135,14 @@ func waitGone(t *testing.T, c *podman.Client, suite string, limit time.Duration)
 			return
 		}
 	}
-	t.Errorf("suite %s: %d pods and %d containers still there after %s", suite, len(pods), len(cts), limit)
+	var names []string
+	for _, p := range pods {
+		names = append(names, "pod "+p.Name)
+	}
+	for _, ct := range cts {
+		names = append(names, "container "+strings.Join(ct.Names, ","))
+	}
+	t.Errorf("suite %s: %d pods and %d containers still there after %s: %s", suite, len(pods), len(cts), limit, strings.Join(names, ", "))
 	for _, p := range pods {
 		_ = c.RemovePod(context.Background(), p.ID)
 	}
@@ -184,6 +191,72 @@ func summaries(out string) string {
 	return b.String()
 }
 
+// startVictim starts this test binary as a victim (see victim) and
+// returns once it said READY; it does not outlive the test.
+func startVictim(t *testing.T, exe string, env []string, i int) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(exe)
+	cmd.Env = env
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		var lines []string
+		for sc.Scan() {
+			if sc.Text() == "READY" {
+				ready <- ""
+			}
+			lines = append(lines, sc.Text())
+		}
+		ready <- strings.Join(lines, "\n")
+	}()
+	select {
+	case msg := <-ready:
+		if msg != "" {
+			t.Fatalf("run %d: the victim ended before it was ready:\n%s", i, msg)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("run %d: the victim never got ready", i)
+	}
+	return cmd
+}
+
+// A pod a dead process's request made after the reaper swept at its death
+// (a snapshot builder's pod, its creation in flight at the SIGKILL) goes
+// with the suite: the reaper sweeps once more before it ends.
+func TestPodOfADeadProcessMadeAfterItsDeathGoesWithTheSuite(t *testing.T) {
+	c := connect(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	suite := newSuite("latepod")
+	cmd := startVictim(t, exe, suiteEnv(suite, victimEnv+"=1", "CLEANROOM_GRACE_PERIOD=4", "CLEANROOM_SNAPSHOTS=false"), 0)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	// The reaper sees the death within a tenth of a second; the pod comes
+	// a second later, well inside the 4 s grace.
+	time.Sleep(time.Second)
+	late := "cleanroom-" + suite + "-gone0001-snap-postgres"
+	args := []string{"pod", "create", "--name", late,
+		"--label", podman.LabelManaged + "=true", "--label", labels.Suite + "=" + suite,
+		"--label", labels.Run + "=gone0001", "--label", labels.Role + "=snapshot"}
+	if out, err := exec.Command("podman", args...).CombinedOutput(); err != nil {
+		t.Fatalf("podman %v: %v\n%s", args, err, out)
+	}
+	waitGone(t, c, suite, 15*time.Second)
+}
+
 func TestSIGKILLedTestProcessLeavesNothing(t *testing.T) {
 	c := connect(t)
 	exe, err := os.Executable()
@@ -209,38 +282,7 @@ func TestSIGKILLedTestProcessLeavesNothing(t *testing.T) {
 		_ = exec.Command("podman", "rm", "-f", decoyCtr).Run()
 	})
 	for i := range 10 {
-		cmd := exec.Command(exe)
-		cmd.Env = env
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		// Whatever fails below, the victim does not outlive the test.
-		t.Cleanup(func() { _ = cmd.Process.Kill() })
-		ready := make(chan string, 1)
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			var lines []string
-			for sc.Scan() {
-				if sc.Text() == "READY" {
-					ready <- ""
-				}
-				lines = append(lines, sc.Text())
-			}
-			ready <- strings.Join(lines, "\n")
-		}()
-		select {
-		case msg := <-ready:
-			if msg != "" {
-				t.Fatalf("run %d: the victim ended before it was ready:\n%s", i, msg)
-			}
-		case <-time.After(2 * time.Minute):
-			t.Fatalf("run %d: the victim never got ready", i)
-		}
+		cmd := startVictim(t, exe, env, i)
 		if pods, _ := c.ListPods(context.Background(), map[string]string{labels.Suite: suite, labels.Role: "suite"}); len(pods) != 1 {
 			t.Fatalf("run %d: %d pods while the victim runs, want 1", i, len(pods))
 		}

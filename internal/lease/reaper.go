@@ -200,6 +200,12 @@ func runReaper(spec string) int {
 				}
 				lg.Printf("removed pod %s", a.Pod)
 			}
+			// A dead process's request can still make a pod after the
+			// sweep at its death (a snapshot builder's, in flight when it
+			// was killed): sweep once more before ending.
+			for _, name := range RemoveDeadRuns(ctx, c, a.Suite, live) {
+				lg.Printf("removed pod %s of a process that is gone", name)
+			}
 			files.SetIdle(time.Time{})
 			files.tidy(debugEnabled())
 			done = true
