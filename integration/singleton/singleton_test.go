@@ -88,8 +88,11 @@ func TestFiftyParallelTestsShareOneContainerPerService(t *testing.T) {
 	if st.Started+st.Adopted != 2 || st.Replaced != 0 || st.PerTest != 0 {
 		t.Errorf("stats %+v: want exactly 2 containers started or adopted for %d tests", st, parallel)
 	}
-	if st.Reused != 2*parallel-2 {
-		t.Errorf("reused %d times, want %d", st.Reused, 2*parallel-2)
+	// Postgres is started by the first test's call; Redis beside it, by
+	// no call (then all its calls reuse it) or, should a Redis call come
+	// first, by that call.
+	if st.Reused != 2*parallel-1 && st.Reused != 2*parallel-2 {
+		t.Errorf("reused %d times, want %d (or %d)", st.Reused, 2*parallel-1, 2*parallel-2)
 	}
 
 	// The engine's view: one container per service, both in one pod.

@@ -277,7 +277,7 @@ type Stats struct {
 	Started  int64 // containers started (including replacements and per-test ones)
 	Snapshot int64 // of those, started from a snapshot image
 	Adopted  int64 // containers another process of the suite had started
-	Reused   int64 // times an existing container was handed out again
+	Reused   int64 // calls handed a container they did not start (one started beside another service's first use is reused by each call)
 	Replaced int64 // containers replaced: unhealthy, vanished or too old
 	PerTest  int64 // per-test containers (singletons off, or fallback)
 }

@@ -63,6 +63,10 @@ func TestFirstUseStartsEveryDeclaredServiceAtOnce(t *testing.T) {
 	if again, _ := e.Get(context.Background(), "cache"); again != cache {
 		t.Errorf("the cache started twice")
 	}
+	// No call started the cache: both were handed it.
+	if st := e.Stats(); st.Started != 2 || st.Reused != 2 {
+		t.Errorf("stats %+v: want 2 started, 2 reused", st)
+	}
 }
 
 func TestConcurrentGetOrCreateCreatesOnce(t *testing.T) {

@@ -119,7 +119,7 @@ func (e *Environment) use(t TB, name string) *Container {
 	}
 	if retry {
 		began := time.Now()
-		c, err := e.acquire(ctx, ent, true)
+		c, err := e.acquire(ctx, ent, true, false)
 		ent.mu.Lock()
 		ent.retrying = false
 		if err == nil {

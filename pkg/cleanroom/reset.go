@@ -19,7 +19,7 @@ func (e *Environment) Reset(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	c, err := e.acquire(ctx, ent, false)
+	c, err := e.acquire(ctx, ent, false, false)
 	if err != nil {
 		return err
 	}

@@ -91,7 +91,7 @@ func (e *Environment) GetOrCreate(ctx context.Context, name string, factory func
 	if err != nil {
 		return nil, err
 	}
-	return e.acquire(ctx, ent, false)
+	return e.acquire(ctx, ent, false, false)
 }
 
 // lookup returns the registry slot of service name, adding it from
@@ -150,8 +150,9 @@ func (e *Environment) lookup(ctx context.Context, name string, factory func() Se
 // or replacing it as needed. user counts the caller as a user of the
 // container until release. The entry's lock is never held across engine or
 // network calls: a probe and a creation run on their own, and every waiter
-// waits with its own context.
-func (e *Environment) acquire(ctx context.Context, ent *entry, user bool) (*Container, error) {
+// waits with its own context. A background acquire (startOthers) is no
+// caller's: it never counts as a reuse.
+func (e *Environment) acquire(ctx context.Context, ent *entry, user, background bool) (*Container, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("cleanroom: get %s: %w", ent.svc.name, err)
 	}
@@ -176,7 +177,9 @@ func (e *Environment) acquire(ctx context.Context, ent *entry, user bool) (*Cont
 				if user {
 					ent.users++
 				}
-				e.reused.Add(1)
+				if !background {
+					e.reused.Add(1)
+				}
 				ent.mu.Unlock()
 				return cl.c, nil
 			}
@@ -194,7 +197,9 @@ func (e *Environment) acquire(ctx context.Context, ent *entry, user bool) (*Cont
 				if user {
 					ent.users++
 				}
-				e.reused.Add(1)
+				if !background {
+					e.reused.Add(1)
+				}
 				ent.mu.Unlock()
 				return pc.c, nil
 			}
@@ -219,7 +224,9 @@ func (e *Environment) acquire(ctx context.Context, ent *entry, user bool) (*Cont
 				if user {
 					ent.users++
 				}
-				e.reused.Add(1)
+				if !background {
+					e.reused.Add(1)
+				}
 				ent.mu.Unlock()
 				return c, nil
 			}
@@ -320,7 +327,7 @@ func (e *Environment) startOthers(first *entry) {
 	e.startOthersOnce.Do(func() {
 		for _, ent := range e.declared {
 			if ent != first {
-				go func() { _, _ = e.acquire(context.Background(), ent, false) }()
+				go func() { _, _ = e.acquire(context.Background(), ent, false, true) }()
 			}
 		}
 	})
