@@ -23,8 +23,8 @@ func BenchmarkAttachWarm(b *testing.B) {
 		}{{"cached", time.Hour}, {"probe", time.Nanosecond}} {
 			b.Run(svc.Name()+"/"+mode.name, func(b *testing.B) {
 				env, err := cleanroom.New(context.Background(), cleanroom.Config{
-					ContainerHealthCheckInterval: mode.interval,
-					Images:                       map[string]string{"postgres": postgresImage, "redis": redisImage},
+					ContainerHealthCheckInterval: mode.interval, BindAddress: bindAddress,
+					Images: map[string]string{"postgres": postgresImage, "redis": redisImage},
 				}, svc)
 				if err != nil {
 					b.Fatal(err)
@@ -61,7 +61,7 @@ func BenchmarkColdStart(b *testing.B) {
 	ctx := context.Background()
 	for range b.N {
 		b.StopTimer()
-		cfg := cleanroom.Config{Suite: "bench-cold-" + randomHex(4), DisableSnapshots: true, GracePeriod: time.Millisecond,
+		cfg := cleanroom.Config{Suite: "bench-cold-" + randomHex(4), DisableSnapshots: true, GracePeriod: time.Millisecond, BindAddress: bindAddress,
 			Images: map[string]string{"postgres": postgresImage}}
 		env, err := cleanroom.New(ctx, cfg, cleanroom.Postgres())
 		if err != nil {
@@ -84,7 +84,7 @@ func BenchmarkColdStart(b *testing.B) {
 func BenchmarkColdStartFromSnapshot(b *testing.B) {
 	ctx := context.Background()
 	suite := "bench-snap-" + randomHex(4)
-	cfg := cleanroom.Config{Suite: suite, GracePeriod: time.Millisecond, Images: map[string]string{"postgres": postgresImage}}
+	cfg := cleanroom.Config{Suite: suite, GracePeriod: time.Millisecond, BindAddress: bindAddress, Images: map[string]string{"postgres": postgresImage}}
 	var readyIn time.Duration
 	pc := connect(b)
 	run := func(timed bool) cleanroom.Stats {

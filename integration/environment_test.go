@@ -50,6 +50,9 @@ func newEnv(t *testing.T, cfg cleanroom.Config, services ...cleanroom.Service) (
 	if cfg.Suite == "" {
 		cfg.Suite = "it-" + randomHex(4) // tests of this package must not share pods
 	}
+	if cfg.BindAddress == "" {
+		cfg.BindAddress = bindAddress // New reads no environment variable
+	}
 	if cfg.GracePeriod == 0 {
 		cfg.GracePeriod = time.Millisecond // the reaper removes the pod right after Close
 	}

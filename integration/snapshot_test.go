@@ -38,7 +38,7 @@ func removeSnapshots(t *testing.T, suite string) {
 // it answers, and closes it (which waits for a snapshot being saved).
 func startPostgres(t *testing.T, suite string, opts ...cleanroom.Option) cleanroom.Stats {
 	t.Helper()
-	cfg := cleanroom.Config{Suite: suite, GracePeriod: time.Millisecond,
+	cfg := cleanroom.Config{Suite: suite, GracePeriod: time.Millisecond, BindAddress: bindAddress,
 		Images: map[string]string{"postgres": postgresImage}}
 	env, err := cleanroom.New(context.Background(), cfg, cleanroom.Postgres(opts...))
 	if err != nil {
