@@ -258,7 +258,9 @@ func measure(ctx context.Context, c *podman.Client, bin string, pkgs, env []stri
 	peak := make(chan float64)
 	go func() {
 		var max float64
-		t := time.NewTicker(200 * time.Millisecond)
+		// Once a second: a stats call costs the engine CPU the starts
+		// being timed need.
+		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
 			select {
