@@ -44,20 +44,15 @@ func runGC(ctx context.Context, e *env, cmd *command, args []string) error {
 	if err := parseFlags(e, cmd, fs, args, 0); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
-	defer cancel()
-	c, err := connect(ctx, e)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := gc(ctx, c, all, *dry, *suite, e.stdout); err != nil {
-		return err
-	}
-	if *snaps {
-		return gcSnapshots(ctx, c, *dry, e.stdout)
-	}
-	return nil
+	return withEngine(ctx, e, func(ctx context.Context, c *podman.Client) error {
+		if err := gc(ctx, c, all, *dry, *suite, e.stdout); err != nil {
+			return err
+		}
+		if *snaps {
+			return gcSnapshots(ctx, c, *dry, e.stdout)
+		}
+		return nil
+	})
 }
 
 // gc removes stale pods (all managed pods and containers with all), and

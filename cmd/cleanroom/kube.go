@@ -27,14 +27,9 @@ func runKube(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(e, kubeCommand, fs, args, 1); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
-	defer cancel()
-	c, err := connect(ctx, e)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return kubeYAML(ctx, c, fs.Args(), e.stdout)
+	return withEngine(ctx, e, func(ctx context.Context, c *podman.Client) error {
+		return kubeYAML(ctx, c, fs.Args(), e.stdout)
+	})
 }
 
 // kube writes a suite pod as Kubernetes YAML.

@@ -189,6 +189,19 @@ func connect(ctx context.Context, e *env) (*podman.Client, error) {
 	return podman.Connect(ctx, podman.Options{URI: e.url})
 }
 
+// withEngine runs f with a connection to the engine, both bounded by
+// commandTimeout.
+func withEngine(ctx context.Context, e *env, f func(context.Context, *podman.Client) error) error {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	c, err := connect(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return f(ctx, c)
+}
+
 // commandTimeout bounds the commands that only talk to the engine; pull
 // is bounded by the user (Ctrl-C) instead.
 const commandTimeout = 5 * time.Minute

@@ -29,14 +29,9 @@ func runPS(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(e, psCommand, fs, args, 0); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
-	defer cancel()
-	c, err := connect(ctx, e)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return ps(ctx, c, e.stdout)
+	return withEngine(ctx, e, func(ctx context.Context, c *podman.Client) error {
+		return ps(ctx, c, e.stdout)
+	})
 }
 
 var managed = map[string]string{podman.LabelManaged: "true"}
