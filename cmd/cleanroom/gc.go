@@ -82,23 +82,29 @@ func gc(ctx context.Context, c *podman.Client, all, dry bool, suite string, out 
 			}
 			why = reason
 		}
-		if !dry {
-			if err := c.RemovePod(ctx, p.ID); err != nil && !errors.Is(err, podman.ErrNotFound) {
-				errs = append(errs, err)
-				continue
-			}
+		if dry {
+			fmt.Fprintf(out, "%s pod %s (%d containers; %s)\n", verb, p.Name, len(p.Containers), why)
+			continue
+		}
+		// Looked for first: the reaper may notice the removal and end on
+		// its own before it is asked to.
+		var reaper lease.Reaper
+		if p.Labels[labels.Role] == "suite" {
+			reaper, _ = lease.FindReaper(c.Endpoint().URI, p.Name)
+		}
+		if err := c.RemovePod(ctx, p.ID); err != nil && !errors.Is(err, podman.ErrNotFound) {
+			errs = append(errs, err)
+			continue
 		}
 		fmt.Fprintf(out, "%s pod %s (%d containers; %s)\n", verb, p.Name, len(p.Containers), why)
-		if !dry && p.Labels[labels.Role] == "suite" {
-			// Its reaper has nothing left to watch: it ends (unless test
-			// processes still hold the suite), and a later run starts one
-			// with its own settings.
-			switch pid, err := lease.EndReaper(c.Endpoint().URI, p.Name, 5*time.Second); {
-			case err != nil:
-				fmt.Fprintf(out, "  %v\n", err)
-			case pid != 0:
-				fmt.Fprintf(out, "  ended its reaper (pid %d)\n", pid)
-			}
+		// Its reaper has nothing left to watch: it ends (unless test
+		// processes still hold the suite), and a later run starts one
+		// with its own settings.
+		switch err := reaper.End(5 * time.Second); {
+		case err != nil:
+			fmt.Fprintf(out, "  %v\n", err)
+		case reaper.Alive:
+			fmt.Fprintf(out, "  ended its reaper%s\n", pidNote(reaper.PID))
 		}
 	}
 	if !all {
@@ -150,4 +156,11 @@ func gcSnapshots(ctx context.Context, c *podman.Client, dry bool, out io.Writer)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func pidNote(pid int) string {
+	if pid == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (pid %d)", pid)
 }

@@ -4,5 +4,5 @@
 // it lives, and a reaper (the test binary re-executed, in a session of its
 // own) removes the pod once no lease has been held for the window. The
 // kernel drops a dead process's lock whatever killed it. Status, Stale and
-// EndReaper serve the cleanroom command.
+// FindReaper serve the cleanroom command.
 package lease

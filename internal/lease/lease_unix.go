@@ -305,12 +305,15 @@ func (l Files) Scan() (live, dead []string) {
 
 // ReaperAlive reports whether a reaper holds the suite's reaper lock.
 func (l Files) ReaperAlive() bool {
-	f, err := flockFile(l.reaperLock(), syscall.LOCK_EX, true)
-	if err != nil || f == nil {
-		return err == nil
+	// Opened without O_CREAT: asking leaves no file behind once the
+	// reaper has tidied up.
+	f, err := os.OpenFile(l.reaperLock(), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return false
 	}
-	f.Close()
-	return false
+	defer f.Close()
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+	return errors.Is(err, syscall.EWOULDBLOCK)
 }
 
 // IdleSince reads when the suite went idle; zero when unknown.
@@ -351,8 +354,19 @@ func processAlive(pid int) bool {
 // holdReaperLock takes the reaper lock for the caller's lifetime; nil, nil
 // when another reaper holds it.
 func (l Files) holdReaperLock() (*os.File, error) {
-	return flockFile(l.reaperLock(), syscall.LOCK_EX, true)
+	// ReaperAlive, in a test process or in `cleanroom ps`, holds the lock
+	// for an instant: try for a while before concluding that another
+	// reaper holds it for good.
+	for deadline := time.Now().Add(reaperLockPatience); ; time.Sleep(10 * time.Millisecond) {
+		f, err := flockFile(l.reaperLock(), syscall.LOCK_EX, true)
+		if err != nil || f != nil || time.Now().After(deadline) {
+			return f, err
+		}
+	}
 }
+
+// reaperLockPatience is how long a new reaper tries for its lock.
+var reaperLockPatience = 300 * time.Millisecond
 
 // oNoFollow makes an open fail on a symbolic link.
 const oNoFollow = syscall.O_NOFOLLOW

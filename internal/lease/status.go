@@ -102,32 +102,49 @@ func Stale(engineURI string, p podman.PodSummary, keepWarm time.Duration) (bool,
 	return true, "no test process or reaper holds it"
 }
 
-// EndReaper is for `cleanroom gc`, after it removed the suite pod named pod
-// on the engine at engineURI: it tells the suite's reaper to look now, and
-// waits up to timeout for it to end (it does when no test process holds a
-// lease). It returns the reaper's PID, 0 when none watched the suite.
-func EndReaper(engineURI, pod string, timeout time.Duration) (int, error) {
+// Reaper is a suite's reaper as `cleanroom gc` finds it before it removes
+// the suite's pod: found first, because once the pod is gone the reaper
+// may see that and end on its own before gc asks it to.
+type Reaper struct {
+	files Files
+	PID   int  // the reaper's PID; 0 when it has not said it yet
+	Alive bool // a reaper watched the suite when it was looked for
+}
+
+// FindReaper looks for the reaper of the suite pod named pod on the engine
+// at engineURI.
+func FindReaper(engineURI, pod string) (Reaper, error) {
 	dir, err := EngineDir(engineURI)
 	if err != nil {
-		return 0, err
+		return Reaper{}, err
 	}
-	files := Files{Dir: dir, Pod: pod}
-	if !files.ReaperAlive() {
-		return 0, nil
+	r := Reaper{files: Files{Dir: dir, Pod: pod}}
+	if r.Alive = r.files.ReaperAlive(); r.Alive {
+		r.PID, _ = r.files.ReaperState()
 	}
-	pid, _ := files.ReaperState()
-	if pid == 0 {
-		return 0, fmt.Errorf("the reaper of %s has not said its PID yet", pod)
+	return r, nil
+}
+
+// End is for after the pod is removed: it tells the reaper to look now,
+// and waits up to timeout for it to end (it does when no test process
+// holds a lease). A reaper that already ended is not an error.
+func (r *Reaper) End(timeout time.Duration) error {
+	if !r.Alive {
+		return nil
 	}
-	if err := signalReaper(pid); err != nil {
-		return pid, fmt.Errorf("signal the reaper of %s (pid %d): %w", pod, pid, err)
+	if r.PID == 0 {
+		r.PID, _ = r.files.ReaperState()
 	}
-	for deadline := time.Now().Add(timeout); files.ReaperAlive(); time.Sleep(50 * time.Millisecond) {
+	if r.PID != 0 && r.files.ReaperAlive() {
+		// It polls the pod every second anyway: a lost signal only slows it.
+		_ = signalReaper(r.PID)
+	}
+	for deadline := time.Now().Add(timeout); r.files.ReaperAlive(); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			return pid, fmt.Errorf("the reaper of %s (pid %d) still runs after %s: test processes still hold the suite", pod, pid, timeout)
+			return fmt.Errorf("the reaper of %s (pid %d) still runs after %s: test processes still hold the suite", r.files.Pod, r.PID, timeout)
 		}
 	}
-	return pid, nil
+	return nil
 }
 
 // engineLockDir is the directory of this user's lease files for the engine
