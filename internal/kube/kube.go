@@ -170,6 +170,10 @@ func hideSecret(c map[string]any, secret, secretName string, entrypoint []string
 	if inArgs {
 		var line []string
 		for _, a := range argv {
+			if a == "" { // an argument of its own: Redis' --save ""
+				line = append(line, "''")
+				continue
+			}
 			parts := strings.Split(a, secret)
 			for i, p := range parts {
 				parts[i] = shellQuote(p)
@@ -189,7 +193,8 @@ func hideSecret(c map[string]any, secret, secretName string, entrypoint []string
 	return used
 }
 
-// shellQuote quotes s for /bin/sh (” for the empty string).
+// shellQuote quotes s for /bin/sh; the empty string stays empty (a part
+// of a word, next to the password).
 func shellQuote(s string) string {
 	if s == "" {
 		return ""

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -44,6 +45,8 @@ spec:
       name: tmpfs-host-0
   - args:
     - redis-server
+    - --save
+    - ""
     - --requirepass
     - 0123456789abcdef0123456789abcdef
     image: localhost/cleanroom/redis:7
@@ -90,12 +93,27 @@ func TestKubeYAMLMovesTheSecretAndTmpfs(t *testing.T) {
 	}
 	for _, want := range []string{
 		"secretKeyRef:", "name: cleanroom-shop-secret", "name: CLEANROOM_PASSWORD",
-		`exec 'docker-entrypoint.sh' 'redis-server' '--requirepass' "$CLEANROOM_PASSWORD"`,
+		`exec 'docker-entrypoint.sh' 'redis-server' '--save' '' '--requirepass' "$CLEANROOM_PASSWORD"`,
 		"emptyDir:", "medium: Memory", "hostPort: 33757",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("YAML lacks %q:\n%s", want, s)
 		}
+	}
+	// The shell line gives the server the arguments it had, the empty
+	// one included.
+	var line string
+	for _, c := range pod["spec"].(map[string]any)["containers"].([]any) {
+		if cmd, ok := c.(map[string]any)["command"].([]any); ok {
+			line = cmd[2].(string)
+		}
+	}
+	printArgs := strings.Replace(line, "exec 'docker-entrypoint.sh'", `printf '[%s]'`, 1)
+	cmd := exec.Command("/bin/sh", "-c", printArgs)
+	cmd.Env = []string{"CLEANROOM_PASSWORD=pw"}
+	got, err := cmd.Output()
+	if want := "[redis-server][--save][][--requirepass][pw]"; err != nil || string(got) != want {
+		t.Errorf("sh -c %q: %q, %v; want %q", printArgs, got, err, want)
 	}
 	if strings.Contains(s, "path: tmpfs") {
 		t.Errorf("the tmpfs host path is still there:\n%s", s)
