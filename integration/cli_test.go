@@ -116,6 +116,11 @@ func TestDoctor(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "image localhost/cleanroom/none:0 (postgres) is not in the engine's store") {
 		t.Errorf("doctor with a missing image (exit %d):\n%s", code, out)
 	}
+	// A Generic service's image, named in the configuration.
+	out, code = runCLI(t, []string{"CLEANROOM_OBJECT_STORE_IMAGE=localhost/cleanroom/none:1"}, "doctor")
+	if code != 1 || !strings.Contains(out, "image localhost/cleanroom/none:1 (object-store) is not in the engine's store") || !strings.Contains(out, "point CLEANROOM_OBJECT_STORE_IMAGE at that") {
+		t.Errorf("doctor with a Generic service's missing image (exit %d):\n%s", code, out)
+	}
 }
 
 func TestPSShowsSuitesAndLeases(t *testing.T) {

@@ -147,6 +147,14 @@ func TestPullFromARealRegistryShowsProgress(t *testing.T) {
 	if outCLI, _ := runCLI(t, nil, "pull", ref); !strings.Contains(outCLI, "present "+ref) {
 		t.Errorf("cleanroom pull of a present image:\n%s", outCLI)
 	}
+
+	// Without arguments: the Postgres and Redis images and every image the
+	// configuration names (a Generic service's here).
+	removeImage(t, c, ref)
+	outCLI, code = runCLI(t, []string{"CLEANROOM_OBJECT_STORE_IMAGE=" + ref}, "pull")
+	if code != 0 || !strings.Contains(outCLI, "pulled "+ref) || !strings.Contains(outCLI, "present "+postgresImage) {
+		t.Errorf("cleanroom pull with a configured Generic image (exit %d):\n%s", code, outCLI)
+	}
 }
 
 func TestServiceImageIsPulledFromTheRegistry(t *testing.T) {

@@ -115,25 +115,21 @@ func doctor(ctx context.Context, uri string, out io.Writer) int {
 			"use overlay: in ~/.config/containers/storage.conf set [storage] driver = \"overlay\" (then: podman system reset)")
 	}
 
-	// The images the suite in this directory would start.
+	// The images the suite in this directory would start (see suiteImages).
 	cfg, err := cleanroom.LoadConfig("")
 	if err != nil {
 		bad(err.Error(), "correct the configuration")
 	} else {
-		for _, svc := range []cleanroom.Service{cleanroom.Postgres(), cleanroom.Redis()} {
-			img := svc.Image()
-			if o := cfg.Images[svc.Name()]; o != "" {
-				img = o
-			}
-			exists, err := c.ImageExists(ctx, img)
+		for _, si := range suiteImages(cfg) {
+			exists, err := c.ImageExists(ctx, si.image)
 			switch {
 			case err != nil:
-				bad("look up image "+img+": "+err.Error(), "check the engine")
+				bad("look up image "+si.image+": "+err.Error(), "check the engine")
 			case exists:
-				ok("image %s (%s)", img, svc.Name())
+				ok("image %s (%s)", si.image, si.service)
 			default:
-				bad("image "+img+" ("+svc.Name()+") is not in the engine's store; tests will pull it at first use",
-					"podman pull "+img+"\n(without a registry: build or load an image of it, and point CLEANROOM_"+strings.ToUpper(svc.Name())+"_IMAGE at that)")
+				bad("image "+si.image+" ("+si.service+") is not in the engine's store; tests will pull it at first use",
+					"podman pull "+si.image+"\n(without a registry: build or load an image of it, and point "+imageFix(si.service)+" at that)")
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"golang.org/x/term"
 
@@ -18,8 +19,9 @@ import (
 var pullCommand = &command{
 	name:     "pull",
 	synopsis: "[IMAGE…]",
-	summary: "pull the images the suite here declares (Postgres, Redis, [cleanroom.images]\n" +
-		"            of cleanroom.toml, CLEANROOM_*_IMAGE), or the given ones, with progress",
+	summary: "pull the Postgres and Redis images and every image [cleanroom.images] of\n" +
+		"            cleanroom.toml or CLEANROOM_*_IMAGE names (a Generic service's image only when\n" +
+		"            named there), or the given ones, with progress",
 }
 
 func init() { pullCommand.run = runPull }
@@ -45,18 +47,9 @@ func pullImages(ctx context.Context, c *podman.Client, images []string, out io.W
 		if err != nil {
 			return err
 		}
-		seen := map[string]bool{}
-		for _, svc := range []cleanroom.Service{cleanroom.Postgres(), cleanroom.Redis()} {
-			img := svc.Image()
-			if o := cfg.Images[svc.Name()]; o != "" {
-				img = o
-			}
-			images = append(images, img)
-			seen[svc.Name()] = true
-		}
-		for name, img := range cfg.Images {
-			if !seen[name] {
-				images = append(images, img)
+		for _, si := range suiteImages(cfg) {
+			if !slices.Contains(images, si.image) {
+				images = append(images, si.image)
 			}
 		}
 	}
