@@ -13,6 +13,14 @@ GO ?= go
 export CLEANROOM_POSTGRES_IMAGE ?= localhost/cleanroom/postgres:15
 export CLEANROOM_REDIS_IMAGE ?= localhost/cleanroom/redis:7
 
+# One run ID for every test process a make invocation starts (all its go
+# test commands): they label what they make with it, and check-leaks looks
+# only at this run's objects, never at another project's or a kept-warm pod.
+ifndef CLEANROOM_RUN_ID
+CLEANROOM_RUN_ID := make-$(shell date +%Y%m%d-%H%M%S)-$(shell od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+endif
+export CLEANROOM_RUN_ID
+
 # Unit tests need no Podman; integration/ and the example shop's tests do.
 UNIT_PKGS = $$($(GO) list ./... | grep -v -e /integration -e /examples/shop)
 # The fault suite (integration/faults) runs on its own: one of its scenarios
@@ -104,10 +112,10 @@ official-images: images ## where a registry is reachable, the snapshot test and 
 podman5: images registry ## the integration suite on Podman 5.4 (crun, netavark): rootful, rootless (pasta), core scenarios with runc (as root)
 	@if [ "$$(id -u)" = 0 ]; then TEST_FLAGS="$(TEST_FLAGS)" scripts/podman5-test.sh; fi
 
-check-leaks: ## fail if any cleanroom pod or container is left (after the reapers' grace period)
+check-leaks: ## fail if a cleanroom pod or container this run made is left (after the reapers' grace period)
 	@$(GO) build -o bin/cleanroom ./cmd/cleanroom; \
-	for i in $$(seq 1 40); do left=$$(bin/cleanroom clean --dry-run); [ -z "$$left" ] && exit 0; sleep 0.5; done; \
-	echo "leaked by the tests (now removed):"; echo "$$left"; bin/cleanroom clean >/dev/null; exit 1
+	for i in $$(seq 1 40); do left=$$(bin/cleanroom clean --dry-run --run "$$CLEANROOM_RUN_ID"); [ -z "$$left" ] && exit 0; sleep 0.5; done; \
+	echo "leaked by the tests of run $$CLEANROOM_RUN_ID (now removed):"; echo "$$left"; bin/cleanroom clean --run "$$CLEANROOM_RUN_ID" >/dev/null; exit 1
 
 clean: ## remove every pod and container labelled io.cleanroom.managed, nothing else
 	@$(GO) run ./cmd/cleanroom clean $(CLEAN_FLAGS)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
@@ -185,4 +186,52 @@ func names(t *testing.T, c *podman.Client) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// make test's leak check removes only what its own run made: another
+// project's pods (a kept-warm suite, say) are left alone and not counted.
+func TestCleanOfOneRunLeavesOtherRunsAlone(t *testing.T) {
+	t.Parallel()
+	uri := privateEngine(t)
+	ctx := context.Background()
+	c := connectTo(t, uri)
+	run := func(id string) map[string]string { return map[string]string{labels.RunID: id} }
+	for name, l := range map[string]map[string]string{
+		"this-run":     run("make-1"),
+		"this-run-sub": run("make-1/rebuild-2"), // a test that named a run of its own under it
+		"other-run":    run("make-10"),
+		"no-run":       nil, // made by an older library
+	} {
+		if _, err := c.CreatePod(ctx, podman.PodSpec{Name: name, Labels: l}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, spec := range []podman.ContainerSpec{
+		{Name: "this-run-alone", Image: busyboxImage, Labels: run("make-1")},
+		{Name: "other-run-alone", Image: busyboxImage, Labels: run("make-10")},
+		{Name: "this-run-in-other-pod", Image: busyboxImage, Pod: "other-run", Labels: run("make-1")},
+	} {
+		if _, err := c.CreateContainer(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{"CONTAINER_HOST=" + uri}
+	out, code := runCLI(t, env, "clean", "--dry-run", "--run", "make-1")
+	for _, want := range []string{"would remove pod this-run ", "would remove pod this-run-sub ", "would remove container this-run-alone"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("clean --dry-run --run make-1 (exit %d) lacks %q:\n%s", code, want, out)
+		}
+	}
+	for _, not := range []string{"other-run", "no-run", "this-run-in-other-pod"} {
+		if strings.Contains(out, not) {
+			t.Errorf("clean --dry-run --run make-1 lists %s:\n%s", not, out)
+		}
+	}
+	if out, code := runCLI(t, env, "clean", "--run", "make-1"); code != 0 {
+		t.Fatalf("clean --run make-1: exit %d\n%s", code, out)
+	}
+	want := []string{"no-run", "other-run", "other-run-alone", "this-run-in-other-pod"}
+	if diff := cmp.Diff(want, names(t, c)); diff != "" {
+		t.Errorf("after clean --run make-1 (-want +got):\n%s", diff)
+	}
 }

@@ -16,14 +16,14 @@ import (
 
 var gcCommand = &command{
 	name:     "gc",
-	synopsis: "[--all] [--suite NAME] [--snapshots] [--dry-run]",
+	synopsis: "[--all] [--suite NAME] [--run ID] [--snapshots] [--dry-run]",
 	summary: "remove stale cleanroom pods: no test process or reaper holds them;\n" +
 		"            nothing without the label io.cleanroom.managed is ever touched",
 }
 
 var cleanCommand = &command{
 	name:     "clean",
-	synopsis: "[--suite NAME] [--snapshots] [--dry-run]",
+	synopsis: "[--suite NAME] [--run ID] [--snapshots] [--dry-run]",
 	summary:  "remove every cleanroom pod and container, held or not (gc --all)",
 }
 
@@ -40,12 +40,15 @@ func runGC(ctx context.Context, e *env, cmd *command, args []string) error {
 	}
 	dry := fs.Bool("dry-run", false, "list what would be removed, remove nothing")
 	snaps := fs.Bool("snapshots", false, "also remove the snapshot images (start-up state of services)")
-	suite := fs.String("suite", "", "only the objects of suite `NAME` (label io.cleanroom.suite)")
+	var sc scope
+	fs.StringVar(&sc.suite, "suite", "", "only the objects of suite `NAME` (label io.cleanroom.suite)")
+	fs.StringVar(&sc.run, "run", "", "only the objects that test processes of run `ID` made (CLEANROOM_RUN_ID; a run named ID/… counts too)")
 	if err := parseFlags(e, cmd, fs, args, 0); err != nil {
 		return err
 	}
 	return withEngine(ctx, e, func(ctx context.Context, c *podman.Client) error {
-		if err := gc(ctx, c, all, *dry, *suite, e.stdout); err != nil {
+		sc.all, sc.dry = all, *dry
+		if err := gc(ctx, c, sc, e.stdout); err != nil {
 			return err
 		}
 		if *snaps {
@@ -55,16 +58,28 @@ func runGC(ctx context.Context, e *env, cmd *command, args []string) error {
 	})
 }
 
+// scope is what gc looks at.
+type scope struct {
+	all, dry   bool   // every managed object, not only stale pods; remove nothing
+	suite, run string // only this suite's; only what this run made ("": any)
+}
+
+// ofRun says whether an object with these labels was made in the run.
+func (sc scope) ofRun(l map[string]string) bool {
+	return sc.run == "" || l[labels.RunID] == sc.run || strings.HasPrefix(l[labels.RunID], sc.run+"/")
+}
+
 // gc removes stale pods (all managed pods and containers with all), and
 // reports each object; failures are aggregated.
-func gc(ctx context.Context, c *podman.Client, all, dry bool, suite string, out io.Writer) error {
+func gc(ctx context.Context, c *podman.Client, sc scope, out io.Writer) error {
+	all, dry := sc.all, sc.dry
 	verb := "removed"
 	if dry {
 		verb = "would remove"
 	}
 	filter := map[string]string{podman.LabelManaged: "true"}
-	if suite != "" {
-		filter[labels.Suite] = suite
+	if sc.suite != "" {
+		filter[labels.Suite] = sc.suite
 	}
 	var errs []error
 	pods, err := c.ListPods(ctx, filter)
@@ -73,7 +88,10 @@ func gc(ctx context.Context, c *podman.Client, all, dry bool, suite string, out 
 	}
 	inPod := map[string]bool{}
 	for _, p := range pods {
-		inPod[p.ID] = true
+		inPod[p.ID] = true // out of scope too: its containers go with it or stay with it
+		if !sc.ofRun(p.Labels) {
+			continue
+		}
 		why := "--all"
 		if !all {
 			stale, reason := lease.Stale(c.Endpoint().URI, p, 0)
@@ -115,7 +133,7 @@ func gc(ctx context.Context, c *podman.Client, all, dry bool, suite string, out 
 		return errors.Join(append(errs, err)...)
 	}
 	for _, ct := range cts {
-		if inPod[ct.Pod] || ct.IsInfra {
+		if inPod[ct.Pod] || ct.IsInfra || !sc.ofRun(ct.Labels) {
 			continue // went with its pod (or goes with one made meanwhile)
 		}
 		if !dry {

@@ -15,7 +15,8 @@ import (
 const (
 	Managed    = podman.LabelManaged        // "true" on everything Cleanroom made
 	Suite      = "io.cleanroom.suite"       // suite key
-	Run        = "io.cleanroom.run"         // the creating process's run ID
+	Run        = "io.cleanroom.run"         // the creating process's ID (random, one per process)
+	RunID      = "io.cleanroom.run-id"      // the creating process's run: one go test ./..., or CLEANROOM_RUN_ID
 	PID        = "io.cleanroom.pid"         // the creating process's PID
 	Service    = "io.cleanroom.service"     // service name (containers, snapshot images)
 	ConfigHash = "io.cleanroom.config-hash" // hash of the service definition (containers)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/internal/lease"
+	"github.com/cleanroom-go/cleanroom/internal/runid"
 	"github.com/cleanroom-go/cleanroom/internal/secret"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -264,6 +265,7 @@ func (e *Environment) labels(extra map[string]string) map[string]string {
 	l := map[string]string{
 		labels.Suite:     e.suite,
 		labels.Run:       e.run,
+		labels.RunID:     runid.ID(),
 		labels.PID:       strconv.Itoa(os.Getpid()),
 		labels.CreatedAt: time.Now().UTC().Format(time.RFC3339),
 		labels.Version:   labels.LibraryVersion(),

@@ -271,6 +271,7 @@ func TestImageIsPulledWhenMissing(t *testing.T) {
 }
 
 func TestLabelsMirrorTheRegistry(t *testing.T) {
+	t.Setenv("CLEANROOM_RUN_ID", "ci-build-4711")
 	e, f, _ := webEnv(t, Config{})
 	var spec podman.ContainerSpec
 	f.onCreate = func(s podman.ContainerSpec) { spec = s }
@@ -278,7 +279,7 @@ func TestLabelsMirrorTheRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, want := range map[string]string{labels.Suite: e.Suite(), labels.Service: "web", labels.Version: labels.LibraryVersion(), labels.Run: e.run} {
+	for k, want := range map[string]string{labels.Suite: e.Suite(), labels.Service: "web", labels.Version: labels.LibraryVersion(), labels.Run: e.run, labels.RunID: "ci-build-4711"} {
 		if spec.Labels[k] != want {
 			t.Errorf("label %s = %q, want %q", k, spec.Labels[k], want)
 		}
