@@ -42,3 +42,32 @@ func TestOneAtATimeLockIsNotInheritedByDaemons(t *testing.T) {
 		t.Errorf("the second run waited:\n%s", out)
 	}
 }
+
+// make demo ends by saying what it leaves on the engine and when it goes:
+// the suite pod, for its grace period, with the reaper that removes it.
+// Only a pod that no reaper watches is reported as left over.
+func TestDemoSaysWhenItsPodGoes(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(repoRoot(t), "scripts", "demo.sh"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make demo: %v\n%s", err, out)
+	}
+	s := string(out)
+	for _, want := range []string{
+		"tests passed in",
+		"Left on the engine for a next run to reuse (cleanroom ps):",
+		"(reaper ",
+		"Its reaper removes each pod at the time shown under LEASES",
+		"Nothing is left that no reaper watches.",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("the demo's output lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "no reaper to remove it") {
+		t.Errorf("the demo reports a leak:\n%s", s)
+	}
+}

@@ -14,13 +14,25 @@ if CLEANROOM_SUMMARY=1 go test -count=1 -v ./examples/shop/... >"$log" 2>&1; the
 	tests=$(grep -c -- '--- PASS' "$log" || true)
 	grep -E '^cleanroom: ' "$log" | sed 's/^cleanroom: /  /'
 	printf '%d tests passed in %s s.\n' "$tests" "$(awk -v a="$start" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')"
-	left=$(go run ./cmd/cleanroom clean --dry-run)
-	if [ -z "$left" ]; then
-		echo "No cleanroom pod or container is left on the engine."
-	else
-		echo "Left on the engine (remove with: make clean):"
-		echo "$left"
+	# What is left: the suite pod, kept for its grace period so that a
+	# next run reuses it, then removed by its reaper; anything no reaper
+	# watches is a leak.
+	cli=$(mktemp -d)/cleanroom
+	go build -o "$cli" ./cmd/cleanroom
+	leaked=$("$cli" gc --dry-run)
+	pods=$("$cli" ps)
+	if grep -q '(reaper ' <<<"$pods"; then
+		echo "Left on the engine for a next run to reuse (cleanroom ps):"
+		sed 's/^/  /' <<<"$pods"
+		echo "Its reaper removes each pod at the time shown under LEASES, once no test process uses it."
 	fi
+	if [ -z "$leaked" ]; then
+		echo "Nothing is left that no reaper watches."
+	else
+		echo "Left on the engine with no reaper to remove it (remove with: make clean):"
+		echo "$leaked" | sed 's/^/  /'
+	fi
+	rm -rf "$(dirname "$cli")"
 else
 	cat "$log"
 	exit 1

@@ -123,6 +123,9 @@ func leases(uri string, p podman.PodSummary) string {
 	case !st.Deadline().IsZero():
 		return fmt.Sprintf("idle %s, removed in %s%s", time.Since(st.IdleSince).Round(time.Second),
 			max(0, time.Until(st.Deadline())).Round(time.Second), reaper)
+	case st.Reaper && st.IdleSince.IsZero() && st.Window > 0:
+		// The last process has just gone; the reaper has not noted it yet.
+		return fmt.Sprintf("no process, removed within %s%s", st.Window.Round(time.Second), reaper)
 	case st.Reaper && !st.IdleSince.IsZero():
 		return "idle " + time.Since(st.IdleSince).Round(time.Second).String() + reaper
 	case st.Reaper:
