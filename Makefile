@@ -28,7 +28,7 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v -e /integration -e /examples/shop)
 INTEGRATION_PKGS = $$($(GO) list ./integration/... | grep -v /integration/faults) ./examples/shop/...
 TEST_FLAGS ?= -race -count=1
 
-.PHONY: help setup images setup-again registry test test-steps demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless remote podman5 official-images faults go124
+.PHONY: help setup images setup-again registry test test-steps demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless remote podman5 official-images faults go124 postgres-versions
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,7 +53,7 @@ bench: images ## the benchmarks: warm attach (cached, probed), cold start, per-t
 test: ## all checks and tests, as CI runs them
 	@scripts/one-at-a-time.sh /tmp/cleanroom-make-test-$$(id -u).lock $(MAKE) --no-print-directory test-steps
 
-test-steps: images setup-again fmt-check vet build-guard unit go124 integration faults official-images check-leaks rootless remote podman5
+test-steps: images setup-again fmt-check vet build-guard unit go124 integration faults official-images postgres-versions check-leaks rootless remote podman5
 	@echo "make test: all green"
 
 # Run right after a set-up: a second one must find everything in place,
@@ -105,6 +105,15 @@ remote: ## the core scenarios against a Podman reached over ssh (sshd on 198.51.
 
 faults: images registry ## the fault suite: engine restart, killed containers and processes, removed pods, crowds, done contexts, bad lease directories, keep-warm then gc
 	$(GO) test $(TEST_FLAGS) -parallel 3 ./integration/faults/
+
+# The isolation and snapshot tests on the other PostgreSQL versions: 17 (Debian
+# trixie) and 13 (bullseye, the oldest Debian still serves; no CREATE
+# DATABASE … STRATEGY there). The host run above covers 15.
+postgres-versions: images ## the isolation and snapshot tests on PostgreSQL 13 and 17 (local images from Debian bullseye and trixie)
+	@scripts/build-images.sh postgres13 postgres17
+	CLEANROOM_POSTGRES_IMAGE=localhost/cleanroom/postgres:17 $(GO) test $(TEST_FLAGS) ./integration/isolation/
+	CLEANROOM_POSTGRES_IMAGE=localhost/cleanroom/postgres:17 $(GO) test $(TEST_FLAGS) -run 'TestSnapshot' ./integration/
+	CLEANROOM_POSTGRES_IMAGE=localhost/cleanroom/postgres:13 $(GO) test $(TEST_FLAGS) ./integration/isolation/
 
 official-images: images ## where a registry is reachable, the snapshot test and the example shop on the official postgres and redis images; else says it skipped them
 	@TEST_FLAGS="$(TEST_FLAGS)" scripts/official-images-test.sh

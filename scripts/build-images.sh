@@ -5,8 +5,10 @@
 #   scripts/build-images.sh            build what is missing or out of date
 #   scripts/build-images.sh postgres   only that image (a directory of images/)
 #
-# A recipe with OPTIONAL=1 (the Podman 5 engine image) is built only when
-# named; the others make up the default set.
+# A recipe with OPTIONAL=1 (the Podman 5 engine image, the other Postgres
+# versions) is built only when named; the others make up the default set. A
+# recipe with BASE=<name> builds on images/<name>: it sources that recipe
+# and takes its rootfs/.
 #   CLEANROOM_REBUILD=1 scripts/build-images.sh   rebuild regardless
 #
 # Each images/<name>/ holds recipe.sh (packages, image settings, a customize
@@ -30,13 +32,17 @@ self=$top/scripts/build-images.sh
 
 command -v podman >/dev/null || die "podman is not installed; run scripts/setup-podman.sh first"
 
-# recipe_hash DIR: content hash of the recipe directory (names, modes, bytes)
-# and of this script.
+# recipe_hash DIR: content hash of the recipe directory (names, modes, bytes),
+# of the recipe it builds on (BASE), and of this script.
 recipe_hash() {
+	local base
+	base=$(. "$1/recipe.sh"; echo "${BASE:-}")
 	(
-		cd "$1"
-		find . -type f -print0 | LC_ALL=C sort -z |
-			xargs -0 -n1 sh -c 'printf "%s %s " "$0" "$(stat -c %a "$0")"; sha256sum <"$0"'
+		for d in "$1" ${base:+"$top/images/$base"}; do
+			cd "$d"
+			find . -type f -print0 | LC_ALL=C sort -z |
+				xargs -0 -n1 sh -c 'printf "%s %s " "$0" "$(stat -c %a "$0")"; sha256sum <"$0"'
+		done
 		sha256sum <"$self"
 	) | sha256sum | cut -c1-32
 }
@@ -77,10 +83,13 @@ if ! command -v mmdebstrap >/dev/null || [ ! -e /usr/share/keyrings/debian-archi
 fi
 
 build() {
-	local dir=$1 name IMAGE SUITE INCLUDE EXCLUDE USERS CHANGES OPTIONAL=""
+	local dir=$1 name IMAGE SUITE INCLUDE EXCLUDE USERS CHANGES OPTIONAL="" BASE="" PG_MAJOR="" MERGED_USR=""
 	name=$(basename "$dir")
 	# shellcheck source=/dev/null
 	. "$dir/recipe.sh"
+	# A recipe that builds on another (BASE) takes its files too.
+	local rootfs=$dir/rootfs
+	[ -n "$BASE" ] && rootfs=$top/images/$BASE/rootfs
 	local hash have
 	hash=$(recipe_hash "$dir")
 	have=$(podman image inspect --format '{{index .Labels "io.cleanroom.recipe"}}' "$IMAGE" 2>/dev/null || true)
@@ -96,10 +105,12 @@ build() {
 		--variant=essential
 		--include="$INCLUDE"
 		--aptopt='APT::Install-Recommends "false"'
-		--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
 		--skip=cleanup/run
 		--quiet
 	)
+	# Merged /usr, as the official images have; not for a suite older than
+	# bookworm (MERGED_USR=0: the hook fails on bullseye).
+	[ "$MERGED_USR" = 0 ] || opts+=(--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr)
 	local p
 	for p in /usr/share/doc /usr/share/man /usr/share/info /usr/share/locale \
 		/usr/share/lintian /usr/share/linda /usr/share/bug /usr/share/zoneinfo-icu; do
@@ -114,7 +125,7 @@ build() {
 		IFS=: read -r user uid home <<<"$u"
 		opts+=(--essential-hook="echo '$user:x:$uid:$uid::$home:/bin/sh' >>\"\$1/etc/passwd\"; echo '$user:x:$uid:' >>\"\$1/etc/group\"")
 	done
-	opts+=(--customize-hook="cp -a '$dir/rootfs/.' \"\$1/\"")
+	opts+=(--customize-hook="cp -a '$rootfs/.' \"\$1/\"")
 	opts+=(--customize-hook="'$self' --customize '$dir' \"\$1\"")
 	# Not needed in a service image: package lists, caches, logs.
 	opts+=(--customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/cache/debconf/*-old "$1"/var/log/*.log "$1"/var/log/apt')

@@ -35,8 +35,9 @@ type Migrator interface {
 // Safe for concurrent use. Close it when done; the TB helpers keep one per
 // URL for the life of the test process.
 type Server struct {
-	url  string
-	pool *pgxpool.Pool
+	url     string
+	pool    *pgxpool.Pool
+	version int // server_version_num: 150004 for 15.4
 
 	mu        sync.Mutex
 	templates map[string]*templateState // by template name
@@ -77,7 +78,12 @@ func OpenWithSpares(ctx context.Context, url string, n int) (*Server, error) {
 		pool.Close()
 		return nil, fmt.Errorf("isolation: connect to postgres at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
-	s := &Server{url: url, pool: pool, templates: map[string]*templateState{}}
+	var version int
+	if err := pool.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("isolation: read the server's version: %w", err)
+	}
+	s := &Server{url: url, pool: pool, version: version, templates: map[string]*templateState{}}
 	if err := s.spares.start(ctx, s, n); err != nil {
 		pool.Close()
 		return nil, err
@@ -185,9 +191,7 @@ func (s *Server) CreateDatabase(ctx context.Context, test string, m Migrator) (*
 		return &Database{Name: name, URL: u, Template: tpl}, nil
 	}
 	name := ObjectName("t_", test)
-	// FILE_COPY: faster than WAL_LOG for small databases (26 ms instead of
-	// 31 ms for create and drop with ten tables, measured on tmpfs).
-	if _, err := s.pool.Exec(ctx, "CREATE DATABASE "+Quote(name)+" TEMPLATE "+Quote(tpl)+" STRATEGY FILE_COPY"); err != nil {
+	if _, err := s.pool.Exec(ctx, cloneSQL(s.version, name, tpl)); err != nil {
 		return nil, fmt.Errorf("isolation: create database %s from template %s: %w", name, tpl, err)
 	}
 	u, err := withDatabase(s.url, name)
@@ -197,10 +201,10 @@ func (s *Server) CreateDatabase(ctx context.Context, test string, m Migrator) (*
 	return &Database{Name: name, URL: u, Template: tpl}, nil
 }
 
-// DropDatabase drops a database WITH (FORCE): connections a test leaked
-// cannot block it.
+// DropDatabase drops a database; connections a test leaked cannot block
+// it (see dropDatabase).
 func (s *Server) DropDatabase(ctx context.Context, name string) error {
-	if _, err := s.pool.Exec(ctx, "DROP DATABASE IF EXISTS "+Quote(name)+" WITH (FORCE)"); err != nil {
+	if err := dropDatabase(ctx, s.pool, s.version, name); err != nil {
 		return fmt.Errorf("isolation: drop database %s: %w", name, err)
 	}
 	return nil

@@ -203,7 +203,7 @@ func (w *spareSet) fill(s *Server, tpl string, st *templateState) {
 				// client gave up on it, and leave a clone nobody drops.
 				// stop waits for this one (about 20 ms) instead.
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				_, err := s.pool.Exec(ctx, "CREATE DATABASE "+Quote(name)+" TEMPLATE "+Quote(tpl)+" STRATEGY FILE_COPY")
+				_, err := s.pool.Exec(ctx, cloneSQL(s.version, name, tpl))
 				cancel()
 				if w.ctx.Err() != nil {
 					if err == nil {
@@ -302,7 +302,7 @@ func (w *spareSet) stop(s *Server) {
 	}
 }
 
-// DropDatabaseLater drops a database in the background (WITH (FORCE));
+// DropDatabaseLater drops a database in the background (as DropDatabase);
 // Close waits for it.
 func (s *Server) DropDatabaseLater(name string) { s.spares.dropLater(s, name) }
 

@@ -101,7 +101,7 @@ func (s *Server) buildTemplate(ctx context.Context, tpl string, m Migrator, rebu
 		if _, err := conn.Exec(ctx, "ALTER DATABASE "+Quote(tpl)+" WITH IS_TEMPLATE false ALLOW_CONNECTIONS true"); err != nil {
 			return fmt.Errorf("isolation: template %s: unmark: %w", tpl, err)
 		}
-		if _, err := conn.Exec(ctx, "DROP DATABASE "+Quote(tpl)+" WITH (FORCE)"); err != nil {
+		if err := dropDatabase(ctx, conn, s.version, tpl); err != nil {
 			return fmt.Errorf("isolation: template %s: drop the old one: %w", tpl, err)
 		}
 	}

@@ -117,9 +117,9 @@ func (c *conns) Conn() *pgx.Conn {
 // NewDatabase gives test t a database of its own on the server at url,
 // cloned from a template the migrations built once for the whole run
 // (across all test processes, under a Postgres advisory lock), and returns
-// its handle. The database is dropped WITH (FORCE) when t ends, unless t
-// failed: then it is kept and the log says how to open it. Safe for
-// parallel tests.
+// its handle. The database is dropped when t ends, even with connections
+// still open, unless t failed: then it is kept and the log says how to
+// open it. Safe for parallel tests.
 func NewDatabase(t TB, url string, m Migrator) *Database {
 	t.Helper()
 	ctx, cancel := setupContext()
@@ -141,11 +141,10 @@ func NewDatabase(t TB, url string, m Migrator) *Database {
 			if err := s.KeepDatabase(ctx, db.Name); err != nil {
 				t.Logf("%v", err)
 			}
-			t.Logf("isolation: %s failed; kept its database %s for inspection, for as long as the Postgres container lives: %s  (then: DROP DATABASE %s WITH (FORCE))", t.Name(), isolate.Redact(db.URL), psqlLine(db.Name, db.URL), isolate.Quote(db.Name))
+			t.Logf("isolation: %s failed; kept its database %s for inspection, for as long as the Postgres container lives: %s  (then: %s)", t.Name(), isolate.Redact(db.URL), psqlLine(db.Name, db.URL), s.DropHint(db.Name))
 			return
 		}
-		// Dropped in the background (WITH (FORCE)); cleanroom.Main waits
-		// for it.
+		// Dropped in the background; cleanroom.Main waits for it.
 		s.DropDatabaseLater(db.Name)
 	})
 	return &Database{Name: db.Name, URL: db.URL, conns: conns{t: t, url: db.URL}}

@@ -59,12 +59,14 @@ init_database() {
   Set POSTGRES_PASSWORD to a non-empty value for the superuser, or
   POSTGRES_HOST_AUTH_METHOD=trust to allow every connection without a password."
 	fi
-	[ -n "$auth" ] || auth=scram-sha-256
 
 	log "initializing $PGDATA"
 	# shellcheck disable=SC2086 # POSTGRES_INITDB_ARGS is a list of flags
 	initdb --username="$POSTGRES_USER" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") \
 		$POSTGRES_INITDB_ARGS >/dev/null
+	# By default, the method the password was stored for: the server's
+	# password_encryption (md5 before PostgreSQL 14, scram-sha-256 since).
+	[ -n "$auth" ] || auth=$(postgres -D "$PGDATA" -C password_encryption)
 	printf '\nhost all all all %s\n' "$auth" >>"$PGDATA/pg_hba.conf"
 
 	# A temporary server on the unix socket only, for the init scripts. Its
