@@ -330,6 +330,19 @@ func TestKeepWarmThenGCThenPlainRun(t *testing.T) {
 		if _, err := connect(t).InspectPod(context.Background(), pod); err != nil {
 			t.Fatalf("the kept-warm pod is gone: %v", err)
 		}
+		// cleanroom ps says when the kept-warm pod goes, and which reaper
+		// removes it.
+		out, err := exec.Command(cli, "ps").CombinedOutput()
+		var row string
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, pod+" ") {
+				row = line
+			}
+		}
+		st := lease.Leases(connect(t).Endpoint().URI, pod)
+		if err != nil || st.ReaperPID == 0 || !strings.Contains(row, "removed in 14m") || !strings.Contains(row, fmt.Sprintf("(reaper %d)", st.ReaperPID)) {
+			t.Errorf("cleanroom ps after keep-warm (%v; reaper %d): want the pod removed in 14m…, by its reaper:\n%s", err, st.ReaperPID, out)
+		}
 		if withGC {
 			out, err := exec.Command(cli, "gc", "--all", "--suite", suite).CombinedOutput()
 			if err != nil || !strings.Contains(string(out), "removed pod "+pod) || !strings.Contains(string(out), "ended its reaper") {
