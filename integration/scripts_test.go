@@ -44,8 +44,9 @@ func TestOneAtATimeLockIsNotInheritedByDaemons(t *testing.T) {
 }
 
 // make demo ends by saying what it leaves on the engine and when it goes:
-// the suite pod, for its grace period, with the reaper that removes it.
-// Only a pod that no reaper watches is reported as left over.
+// the suite pod, for its grace period, with the reaper that removes it (or
+// nothing, when the reaper was quicker than the demo's last look). Only a
+// pod that no reaper watches is reported as left over.
 func TestDemoSaysWhenItsPodGoes(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -56,15 +57,23 @@ func TestDemoSaysWhenItsPodGoes(t *testing.T) {
 		t.Fatalf("make demo: %v\n%s", err, out)
 	}
 	s := string(out)
-	for _, want := range []string{
-		"tests passed in",
+	if !strings.Contains(s, "tests passed in") {
+		t.Errorf("the demo does not say how its tests went:\n%s", s)
+	}
+	kept := []string{
 		"Left on the engine for a next run to reuse (cleanroom ps):",
 		"(reaper ",
 		"Its reaper removes each pod at the time shown under LEASES",
 		"Nothing is left that no reaper watches.",
-	} {
-		if !strings.Contains(s, want) {
-			t.Errorf("the demo's output lacks %q:\n%s", want, s)
+	}
+	switch {
+	case strings.Contains(s, "No cleanroom pod or container is left on the engine."):
+		t.Logf("the pod was gone before the demo looked:\n%s", s)
+	default:
+		for _, want := range kept {
+			if !strings.Contains(s, want) {
+				t.Errorf("the demo's output lacks %q:\n%s", want, s)
+			}
 		}
 	}
 	if strings.Contains(s, "no reaper to remove it") {

@@ -7,7 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# The CLI, built first: it looks at the engine right after the tests.
+cli_dir=$(mktemp -d)
+trap 'rm -f "$log"; rm -rf "$cli_dir"' EXIT
+cli=$cli_dir/cleanroom
+go build -o "$cli" ./cmd/cleanroom
 echo "Running the example shop's tests against Podman (go test ./examples/shop/...)"
 start=$(date +%s%N)
 if CLEANROOM_SUMMARY=1 go test -count=1 -v ./examples/shop/... >"$log" 2>&1; then
@@ -17,22 +21,20 @@ if CLEANROOM_SUMMARY=1 go test -count=1 -v ./examples/shop/... >"$log" 2>&1; the
 	# What is left: the suite pod, kept for its grace period so that a
 	# next run reuses it, then removed by its reaper; anything no reaper
 	# watches is a leak.
-	cli=$(mktemp -d)/cleanroom
-	go build -o "$cli" ./cmd/cleanroom
 	leaked=$("$cli" gc --dry-run)
 	pods=$("$cli" ps)
 	if grep -q '(reaper ' <<<"$pods"; then
 		echo "Left on the engine for a next run to reuse (cleanroom ps):"
 		sed 's/^/  /' <<<"$pods"
 		echo "Its reaper removes each pod at the time shown under LEASES, once no test process uses it."
+		if [ -z "$leaked" ]; then echo "Nothing is left that no reaper watches."; fi
+	elif [ -z "$leaked" ]; then
+		echo "No cleanroom pod or container is left on the engine."
 	fi
-	if [ -z "$leaked" ]; then
-		echo "Nothing is left that no reaper watches."
-	else
+	if [ -n "$leaked" ]; then
 		echo "Left on the engine with no reaper to remove it (remove with: make clean):"
 		echo "$leaked" | sed 's/^/  /'
 	fi
-	rm -rf "$(dirname "$cli")"
 else
 	cat "$log"
 	exit 1
