@@ -50,10 +50,19 @@ recipe_hash() {
 if [ "$(id -u)" -ne 0 ] && [ "${1:-}" != --customize ]; then
 	# Rootless: nothing to do when this user's store has every image at its
 	# recipe's hash; otherwise build in the rootful store (mmdebstrap needs
-	# root) and copy each image into this user's store.
-	current=1
+	# root) and copy each image into this user's store. The images: the
+	# named ones, or the default set.
+	recipes=()
 	for recipe in "$top"/images/*/recipe.sh; do
-		[ "$(. "$recipe"; echo "${OPTIONAL:-}")" = 1 ] && continue
+		name=$(basename "$(dirname "$recipe")")
+		if [ $# -gt 0 ]; then
+			if [[ " $* " == *" $name "* ]]; then recipes+=("$recipe"); fi
+		elif [ "$(. "$recipe"; echo "${OPTIONAL:-}")" != 1 ]; then
+			recipes+=("$recipe")
+		fi
+	done
+	current=1
+	for recipe in "${recipes[@]}"; do
 		img=$(. "$recipe"; echo "$IMAGE")
 		have=$(podman image inspect --format '{{index .Labels "io.cleanroom.recipe"}}' "$img" 2>/dev/null || true)
 		[ "$have" = "$(recipe_hash "$(dirname "$recipe")")" ] || current=0
@@ -61,8 +70,7 @@ if [ "$(id -u)" -ne 0 ] && [ "${1:-}" != --customize ]; then
 	[ $current = 1 ] && [ "${CLEANROOM_REBUILD:-}" != 1 ] && exit 0
 	command -v sudo >/dev/null || die "building images needs root; run: su -c '$self'"
 	sudo "$self" "$@"
-	for recipe in "$top"/images/*/recipe.sh; do
-		[ "$(. "$recipe"; echo "${OPTIONAL:-}")" = 1 ] && continue
+	for recipe in "${recipes[@]}"; do
 		img=$(. "$recipe"; echo "$IMAGE")
 		want=$(sudo podman image inspect --format '{{.Id}}' "$img")
 		have=$(podman image inspect --format '{{.Id}}' "$img" 2>/dev/null || true)
