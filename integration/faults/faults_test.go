@@ -148,12 +148,22 @@ func TestPostgresKilledMidSuite(t *testing.T) {
 	for range 2 {
 		procs = append(procs, start(t, "work", suite, append(grace, "CLEANROOM_FAULTS_FOR=30s", "CLEANROOM_FAULTS_WORKERS=4", "CLEANROOM_CONTAINER_HEALTH_CHECK_INTERVAL=1")...))
 	}
-	time.Sleep(5 * time.Second)
+	// Mid-suite: once the workers' Postgres runs (a cold start with initdb
+	// and a snapshot build can take a while on a loaded machine), and they
+	// have used it for a moment.
 	c := connect(t)
-	cts, err := c.ListContainers(context.Background(), map[string]string{labels.Suite: suite, labels.Service: "postgres", labels.Role: "service"})
-	if err != nil || len(cts) != 1 {
-		t.Fatalf("the suite's Postgres container: %v, %v", cts, err)
+	var cts []podman.ContainerSummary
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		var err error
+		cts, err = c.ListContainers(context.Background(), map[string]string{labels.Suite: suite, labels.Service: "postgres", labels.Role: "service"})
+		if err == nil && len(cts) == 1 && cts[0].State == "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the suite's Postgres container after 2 min: %v, %v", cts, err)
+		}
 	}
+	time.Sleep(2 * time.Second)
 	killed := time.Now()
 	for _, args := range [][]string{{"kill", cts[0].ID}, {"rm", "-f", cts[0].ID}} {
 		if out, err := exec.Command("podman", args...).CombinedOutput(); err != nil {
