@@ -77,3 +77,14 @@ func TestDropDatabaseFollowsTheServerVersion(t *testing.T) {
 		t.Errorf("12, always busy: %v", err)
 	}
 }
+
+// The line a failed test logs for dropping its kept database by hand works
+// on the server it ran on.
+func TestDropHintFollowsTheServerVersion(t *testing.T) {
+	if got, want := (&Server{version: 130016}).DropHint("t_a"), `DROP DATABASE "t_a" WITH (FORCE)`; got != want {
+		t.Errorf("13: %s, want %s", got, want)
+	}
+	if got := (&Server{version: 120022}).DropHint("t_a"); strings.Contains(got, "FORCE") || !strings.HasPrefix(got, `DROP DATABASE "t_a"`) {
+		t.Errorf("12: %s; want a DROP without FORCE", got)
+	}
+}
