@@ -143,3 +143,22 @@ func TestSnapshotStartUpAndInvalidation(t *testing.T) {
 		t.Errorf("with CLEANROOM_REBUILD=1, a second process of the run: %+v; want a start from the snapshot the first rebuilt", st)
 	}
 }
+
+// A suite name may hold what an image name may not (upper case,
+// underscores, dots); its snapshot is saved and used all the same. Podman
+// once refused the commit ("repository name must be lowercase"), and
+// every cold start of such a suite initialised Postgres again.
+func TestSnapshotOfASuiteNamedInUpperCase(t *testing.T) {
+	t.Parallel()
+	suite := "It_Snap.Upper-" + randomHex(4)
+	t.Cleanup(func() { removeSnapshots(t, suite) })
+	if st := startPostgres(t, suite); st.Started != 1 || st.Snapshot != 0 {
+		t.Fatalf("first run: %+v; want a plain cold start", st)
+	}
+	if got := snapshots(t, suite); len(got) != 1 {
+		t.Fatalf("snapshots of suite %s after the first run: %v; want one", suite, got)
+	}
+	if st := startPostgres(t, suite); st.Snapshot != 1 {
+		t.Errorf("second run: %+v; want a start from the snapshot", st)
+	}
+}

@@ -3,6 +3,7 @@ package cleanroom
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -187,4 +188,27 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Snapshot image names follow the image-reference grammar for every valid
+// suite name, and different suites keep different names.
+func TestSnapshotNameIsAValidImageName(t *testing.T) {
+	component := regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$`)
+	seen := map[string]string{}
+	for _, suite := range []string{"shop", "Shop", "SHOP", "shop_", "my.suite", "a..b", "a__b", "x-", "bench-snap-ab12", "0ab_CD.ef-9"} {
+		if err := (Config{Suite: suite}).validateSuite(); err != nil {
+			t.Fatalf("test input %q is not a valid suite: %v", suite, err)
+		}
+		name := snapshotName(suite, "postgres")
+		if !component.MatchString(name) {
+			t.Errorf("suite %q: snapshot name %q is not a valid image name component", suite, name)
+		}
+		if other, dup := seen[name]; dup {
+			t.Errorf("suites %q and %q share the snapshot name %q", other, suite, name)
+		}
+		seen[name] = suite
+	}
+	if got := snapshotName("bench-snap-ab12", "postgres"); got != "bench-snap-ab12-postgres" {
+		t.Errorf("a name that is already valid changed: %q", got)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -67,7 +68,26 @@ func (e *Environment) snapshotRef(ctx context.Context, svc *Service, secret stri
 	}
 	sum := sha256.Sum256([]byte(baseID + "\x00" + svc.definition() + "\x00" + secret))
 	key = hex.EncodeToString(sum[:])[:16]
-	return fmt.Sprintf("%s/%s-%s:%s", labels.SnapshotRepository, e.suite, svc.name, key), key, baseID
+	return fmt.Sprintf("%s/%s:%s", labels.SnapshotRepository, snapshotName(e.suite, svc.name), key), key, baseID
+}
+
+// refSeparators are the runs of characters an image name may not hold.
+var refSeparators = regexp.MustCompile(`[^a-z0-9]+`)
+
+// snapshotName is the last path component of a snapshot image's name.
+// Image names allow only lower-case letters and digits joined by single
+// separators, and a suite may be named "Shop" or "shop_" (Podman refuses
+// the commit: "repository name must be lowercase"). Such a name is
+// folded, with a hash of the original so that "Shop" and "shop" stay
+// apart.
+func snapshotName(suite, service string) string {
+	name := suite + "-" + service
+	folded := strings.Trim(refSeparators.ReplaceAllString(strings.ToLower(name), "-"), "-")
+	if folded == name {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return folded + "-" + hex.EncodeToString(sum[:3])
 }
 
 // dropSnapshotOnce removes svc's snapshots, with CLEANROOM_REBUILD=1, the
