@@ -22,6 +22,63 @@ type costs struct {
 	tx, schema, template, take, lease []time.Duration
 	snapReady, snapTotal, plainReady  []time.Duration
 	readyGap                          []time.Duration // server says ready → the library returns it
+	engine                            engineSteps
+}
+
+// engineSteps are Podman's own steps of a cold start, each timed alone.
+type engineSteps struct {
+	podCreate, podStart, create, start []time.Duration
+}
+
+// engineFloor times, straight against the engine, the steps every cold
+// start of a service in a new pod takes before the server's process runs:
+// create a pod that publishes one port, start it (its infra container:
+// the network namespace and the port forwarding), create a container in
+// it and start it. The container runs sleep, so no server start is in the
+// figures. No container manager that uses a pod can start a service
+// sooner than their sum.
+func engineFloor(ctx context.Context, image, tag string) (engineSteps, error) {
+	var r engineSteps
+	c, err := podman.Connect(ctx, podman.Options{})
+	if err != nil {
+		return r, err
+	}
+	defer c.Close()
+	timed := func(dst *[]time.Duration, f func() error) error {
+		start := time.Now()
+		if err := f(); err != nil {
+			return err
+		}
+		*dst = append(*dst, time.Since(start))
+		return nil
+	}
+	for i := range 7 {
+		name := fmt.Sprintf("cleanroom-bench-engine-%s-%d", tag, i)
+		err := func() error {
+			defer c.RemovePod(context.WithoutCancel(ctx), name)
+			if err := timed(&r.podCreate, func() error {
+				_, err := c.CreatePod(ctx, podman.PodSpec{Name: name, Ports: []podman.Port{{ContainerPort: 5432, HostIP: "127.0.0.1"}}})
+				return err
+			}); err != nil {
+				return err
+			}
+			if err := timed(&r.podStart, func() error { return c.StartPod(ctx, name) }); err != nil {
+				return err
+			}
+			if err := timed(&r.create, func() error {
+				_, err := c.CreateContainer(ctx, podman.ContainerSpec{Name: name + "-c", Image: image, Pod: name,
+					Entrypoint: []string{"sleep"}, Command: []string{"60"}, ImageVolumes: "tmpfs", StopTimeout: time.Second})
+				return err
+			}); err != nil {
+				return err
+			}
+			return timed(&r.start, func() error { return c.StartContainer(ctx, name+"-c") })
+		}()
+		if err != nil {
+			return r, fmt.Errorf("the engine's steps: %w", err)
+		}
+	}
+	return r, nil
 }
 
 // isolationCosts measures, in this process against Cleanroom's Postgres
@@ -178,6 +235,9 @@ func isolationCosts(ctx context.Context, pgImage, redisImage, tag string) (*cost
 		}
 		r.snapReady = append(r.snapReady, c.ReadyIn)
 		r.snapTotal = append(r.snapTotal, total)
+	}
+	if r.engine, err = engineFloor(ctx, pgImage, tag); err != nil {
+		return nil, err
 	}
 	if pc, err := podman.Connect(ctx, podman.Options{}); err == nil {
 		removeSnapshots(ctx, pc, snapSuite)
