@@ -194,11 +194,37 @@ func TestGCRemovesStaleOnlyAndNeverUnlabelled(t *testing.T) {
 		t.Errorf("after gc --all: %v; the unlabelled decoys must survive, nothing else", got)
 	}
 
-	// gc --snapshots removes snapshot images, and no other image.
-	if _, err := c.Commit(ctx, "decoy-container", "localhost/cleanroom-snapshot/gone-web:1", []string{
-		"LABEL " + podman.LabelManaged + "=true", "LABEL " + labels.Snapshot + "=1",
-	}); err != nil {
-		t.Fatal(err)
+	// gc --snapshots removes snapshot images, and no other image: with
+	// --run only those that run built, with --suite only that suite's.
+	for _, img := range []struct{ ref, suite, run string }{
+		{"localhost/cleanroom-snapshot/gone-web:1", "gone", "run-kept"},
+		{"localhost/cleanroom-snapshot/gone-db:1", "gone", "run-a"},
+		{"localhost/cleanroom-snapshot/other-db:1", "other", "run-kept"},
+	} {
+		if _, err := c.Commit(ctx, "decoy-container", img.ref, []string{
+			"LABEL " + podman.LabelManaged + "=true", "LABEL " + labels.Snapshot + "=1",
+			"LABEL " + labels.Suite + "=" + img.suite, "LABEL " + labels.BuiltIn + "=" + img.run,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, step := range []struct {
+		args    []string
+		removed string
+	}{
+		{[]string{"--run", "run-a"}, "localhost/cleanroom-snapshot/gone-db:1"},
+		{[]string{"--suite", "other"}, "localhost/cleanroom-snapshot/other-db:1"},
+	} {
+		out, code = runCLI(t, nil, append([]string{"--url", uri, "gc", "--snapshots"}, step.args...)...)
+		if code != 0 || strings.Count(out, "removed snapshot") != 1 || !strings.Contains(out, "removed snapshot "+step.removed) {
+			t.Errorf("gc --snapshots %v (exit %d): want only %s removed:\n%s", step.args, code, step.removed, out)
+		}
+		if ok, _ := c.ImageExists(ctx, step.removed); ok {
+			t.Errorf("%s survived gc --snapshots %v", step.removed, step.args)
+		}
+	}
+	if ok, _ := c.ImageExists(ctx, "localhost/cleanroom-snapshot/gone-web:1"); !ok {
+		t.Error("gc --snapshots with --run or --suite removed a snapshot of another run and suite")
 	}
 	out, code = runCLI(t, nil, "--url", uri, "gc", "--snapshots")
 	if code != 0 || !strings.Contains(out, "removed snapshot localhost/cleanroom-snapshot/gone-web:1") {

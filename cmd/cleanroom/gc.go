@@ -39,7 +39,7 @@ func runGC(ctx context.Context, e *env, cmd *command, args []string) error {
 		fs.BoolVar(&all, "all", false, "every object labelled io.cleanroom.managed, stale or not")
 	}
 	dry := fs.Bool("dry-run", false, "list what would be removed, remove nothing")
-	snaps := fs.Bool("snapshots", false, "also remove the snapshot images (start-up state of services)")
+	snaps := fs.Bool("snapshots", false, "also remove the snapshot images (start-up state of services); with --suite, --run: that suite's, those that run built")
 	var sc scope
 	fs.StringVar(&sc.suite, "suite", "", "only the objects of suite `NAME` (label io.cleanroom.suite)")
 	fs.StringVar(&sc.run, "run", "", "only the objects that test processes of run `ID` made (CLEANROOM_RUN_ID; a run named ID/… counts too)")
@@ -52,7 +52,7 @@ func runGC(ctx context.Context, e *env, cmd *command, args []string) error {
 			return err
 		}
 		if *snaps {
-			return gcSnapshots(ctx, c, *dry, e.stdout)
+			return gcSnapshots(ctx, c, sc, e.stdout)
 		}
 		return nil
 	})
@@ -147,14 +147,26 @@ func gc(ctx context.Context, c *podman.Client, sc scope, out io.Writer) error {
 	return errors.Join(errs...)
 }
 
-// gcSnapshots removes every snapshot image (label io.cleanroom.snapshot).
-func gcSnapshots(ctx context.Context, c *podman.Client, dry bool, out io.Writer) error {
-	imgs, err := c.ListImages(ctx, map[string]string{podman.LabelManaged: "true", labels.Snapshot: ""})
+// gcSnapshots removes the snapshot images (label io.cleanroom.snapshot):
+// all of them, or those of one suite (--suite), or those one run built
+// (--run).
+func gcSnapshots(ctx context.Context, c *podman.Client, sc scope, out io.Writer) error {
+	dry := sc.dry
+	filter := map[string]string{podman.LabelManaged: "true", labels.Snapshot: ""}
+	if sc.suite != "" {
+		filter[labels.Suite] = sc.suite
+	}
+	imgs, err := c.ListImages(ctx, filter)
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, img := range imgs {
+		// A snapshot is of the run that built it: --run removes what the
+		// test processes of one run left for later runs.
+		if sc.run != "" && !sc.ofRun(map[string]string{labels.RunID: img.Labels[labels.BuiltIn]}) {
+			continue
+		}
 		name := img.ID[:12]
 		if len(img.Names) > 0 {
 			name = img.Names[0]

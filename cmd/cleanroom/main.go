@@ -3,7 +3,7 @@
 //
 //	go install github.com/cleanroom-go/cleanroom/cmd/cleanroom@latest
 //	cleanroom ps
-//	cleanroom gc [--all] [--suite NAME] [--snapshots] [--dry-run]
+//	cleanroom gc [--all] [--suite NAME] [--run ID] [--snapshots] [--dry-run]
 //	cleanroom doctor
 //	cleanroom --url unix:///run/podman/podman.sock ps
 //
