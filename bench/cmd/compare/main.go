@@ -56,6 +56,11 @@ func run(out string, reps int) error {
 			return fmt.Errorf("image %s is missing (make images): %v", img, err)
 		}
 	}
+	// Peak memory and the wait for a quiet engine read container stats;
+	// one container in a broken state fails that call for all of them.
+	if _, err := c.Stats(ctx); err != nil {
+		return fmt.Errorf("the engine cannot report container stats, which the memory column and the waits between runs need (see podman stats --no-stream): %w", err)
+	}
 	bin, err := os.MkdirTemp("", "cleanroom-bench-")
 	if err != nil {
 		return err
