@@ -10,10 +10,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/internal/labels"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
@@ -130,9 +132,16 @@ func connectTo(tb testing.TB, uri string) *podman.Client {
 	return c
 }
 
-// testLabels are the labels of objects made by test t.
+// testLabels are the labels of objects made by test t. They name this test
+// process as the owner, as the library does for a pod of its own, so that a
+// `cleanroom gc` that another test (the demo, say) runs meanwhile sees the
+// object as in use, not as left over.
 func testLabels(t *testing.T) map[string]string {
-	return map[string]string{runLabel: runID, "io.cleanroom.test": t.Name()}
+	host, _ := os.Hostname()
+	return map[string]string{
+		runLabel: runID, "io.cleanroom.test": t.Name(),
+		labels.Role: "own", labels.Host: host, labels.PID: strconv.Itoa(os.Getpid()),
+	}
 }
 
 // name returns a unique engine name for an object of this test.

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"maps"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -9,6 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cleanroom-go/cleanroom/internal/labels"
+	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
 // make test runs one at a time through scripts/one-at-a-time.sh. A daemon
@@ -46,9 +50,15 @@ func TestOneAtATimeLockIsNotInheritedByDaemons(t *testing.T) {
 // make demo ends by saying what it leaves on the engine and when it goes:
 // the suite pod, for its grace period, with the reaper that removes it (or
 // nothing, when the reaper was quicker than the demo's last look). Only a
-// pod that no reaper watches is reported as left over.
+// pod that no reaper watches is reported as left over, and only one the
+// demo made: other test processes' pods on the engine are theirs.
 func TestDemoSaysWhenItsPodGoes(t *testing.T) {
 	t.Parallel()
+	// A pod that cleanroom gc calls left over (a per-test pod whose process
+	// is gone), made by another run: not the demo's to report.
+	other := testLabels(t)
+	maps.Copy(other, map[string]string{labels.Role: "per-test", labels.Suite: "not-the-demo", labels.RunID: "another-run"})
+	decoy := newPod(t, connect(t), podman.PodSpec{Labels: other})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(repoRoot(t), "scripts", "demo.sh"))
@@ -75,6 +85,9 @@ func TestDemoSaysWhenItsPodGoes(t *testing.T) {
 				t.Errorf("the demo's output lacks %q:\n%s", want, s)
 			}
 		}
+	}
+	if strings.Contains(s, decoy) {
+		t.Errorf("the demo reports another run's pod %s:\n%s", decoy, s)
 	}
 	if strings.Contains(s, "no reaper to remove it") {
 		t.Errorf("the demo reports a leak:\n%s", s)
