@@ -65,8 +65,11 @@ type scope struct {
 }
 
 // ofRun says whether an object with these labels was made in the run.
-func (sc scope) ofRun(l map[string]string) bool {
-	return sc.run == "" || l[labels.RunID] == sc.run || strings.HasPrefix(l[labels.RunID], sc.run+"/")
+func (sc scope) ofRun(l map[string]string) bool { return sc.ofRunID(l[labels.RunID]) }
+
+// ofRunID says whether run id is the run gc looks at, or a run under it.
+func (sc scope) ofRunID(id string) bool {
+	return sc.run == "" || id == sc.run || strings.HasPrefix(id, sc.run+"/")
 }
 
 // gc removes stale pods (all managed pods and containers with all), and
@@ -164,7 +167,7 @@ func gcSnapshots(ctx context.Context, c *podman.Client, sc scope, out io.Writer)
 	for _, img := range imgs {
 		// A snapshot is of the run that built it: --run removes what the
 		// test processes of one run left for later runs.
-		if sc.run != "" && !sc.ofRun(map[string]string{labels.RunID: img.Labels[labels.BuiltIn]}) {
+		if !sc.ofRunID(img.Labels[labels.BuiltIn]) {
 			continue
 		}
 		name := img.ID[:12]
