@@ -45,7 +45,7 @@ func newEnv(t *testing.T, cfg cleanroom.Config, services ...cleanroom.Service) (
 	log := &testLog{t: t}
 	cfg.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if cfg.Images == nil {
-		cfg.Images = map[string]string{"postgres": postgresImage, "redis": redisImage}
+		cfg.Images = map[string]string{"postgres": postgresImage, "redis": redisImage, "mariadb": mariadbImage}
 	}
 	if cfg.Suite == "" {
 		cfg.Suite = "it-" + randomHex(4) // tests of this package must not share pods

@@ -25,6 +25,7 @@ var (
 	postgresImage = envOr("CLEANROOM_POSTGRES_IMAGE", "localhost/cleanroom/postgres:15")
 	redisImage    = envOr("CLEANROOM_REDIS_IMAGE", "localhost/cleanroom/redis:7")
 	busyboxImage  = envOr("CLEANROOM_BUSYBOX_IMAGE", "localhost/cleanroom/busybox:latest")
+	mariadbImage  = envOr("CLEANROOM_MARIADB_IMAGE", "localhost/cleanroom/mariadb:10.11")
 )
 
 // Where the tests reach the ports the engine publishes, and where the engine

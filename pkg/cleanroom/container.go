@@ -2,6 +2,7 @@ package cleanroom
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net"
 	"net/url"
@@ -37,6 +38,9 @@ type Container struct {
 	poolOnce sync.Once
 	pool     *pgxpool.Pool
 	poolErr  error
+	sqlOnce  sync.Once // MariaDB: a database/sql handle, for MariaDBTx
+	sqlDB    *sql.DB
+	sqlErr   error
 }
 
 // Host is the address the container's ports are published on (127.0.0.1

@@ -29,7 +29,7 @@ const (
 // declare it to Main or New. A Service is a value; declaring it copies it.
 type Service struct {
 	name       string
-	kind       string // "postgres", "redis", "generic"
+	kind       string // "postgres", "redis", "mariadb", "generic"
 	image      string
 	ports      []uint16
 	env        map[string]string
@@ -88,7 +88,7 @@ func (s Service) definition() string {
 	for _, m := range []map[string]string{s.env, s.tmpfs, s.pgSettings} {
 		keys := slices.Sorted(maps.Keys(m))
 		for _, k := range keys {
-			if k == "POSTGRES_PASSWORD" {
+			if k == "POSTGRES_PASSWORD" || k == "MARIADB_ROOT_PASSWORD" {
 				continue // the secret differs per suite, not the definition
 			}
 			fmt.Fprintf(&b, "%s=%s;", k, m[k])

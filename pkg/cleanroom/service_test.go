@@ -87,3 +87,32 @@ func TestDefaultSuiteKeyFollowsServicesAndBindAddress(t *testing.T) {
 		t.Errorf("an explicit suite: %s", named)
 	}
 }
+
+func TestMariaDBDefinition(t *testing.T) {
+	e, _, _ := testEnv(t, Config{}, MariaDB(), Postgres())
+	secret := randomHex(16)
+	m := e.byName["mariadb"].svc.with(secret)
+	if m.image != DefaultMariaDBImage || m.env["MARIADB_ROOT_PASSWORD"] != secret || m.env["MARIADB_DATABASE"] != "cleanroom" {
+		t.Errorf("mariadb: image %s env %v", m.image, m.env)
+	}
+	if m.command[0] != "mariadbd" || !strings.Contains(strings.Join(m.command, " "), "--innodb-flush-log-at-trx-commit=0") {
+		t.Errorf("mariadb command %v: want mariadbd with durability off", m.command)
+	}
+	if m.tmpfs["/var/lib/mysql"] == "" || !m.snapshot {
+		t.Errorf("mariadb: data must be on tmpfs, with snapshots: tmpfs %v snapshot %v", m.tmpfs, m.snapshot)
+	}
+	// The password is the suite's, not part of what the container is.
+	if strings.Contains(m.definition(), secret) {
+		t.Errorf("the definition holds the secret: %s", m.definition())
+	}
+	if e.byName["mariadb"].svc.env["MARIADB_ROOT_PASSWORD"] != "" {
+		t.Error("building a pod's definition changed the declared one")
+	}
+	c := &Container{host: "127.0.0.1", ports: map[uint16]uint16{3306: 40003}, env: m.env, secret: secret}
+	if got, want := c.MariaDB().DSN(), "root:"+secret+"@tcp(127.0.0.1:40003)/cleanroom?parseTime=true"; got != want {
+		t.Errorf("DSN %s, want %s", got, want)
+	}
+	if _, err := newEnvironment(Config{}.withDefaults(), newFakeEngine(), []Service{MariaDB(WithPostgresSetting("work_mem", "8MB"))}); err == nil || !strings.Contains(err.Error(), "applies to Postgres only") {
+		t.Errorf("WithPostgresSetting on MariaDB: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package healthcheck
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -327,5 +329,34 @@ func LogLine(logs LogsFunc, substr string, times int) Probe {
 			return fmt.Errorf("seen %d of %d times", n, times)
 		}
 		return nil
+	})
+}
+
+// MariaDB succeeds when the MariaDB (or MySQL) server that dsn names (the
+// go-sql-driver/mysql form, user:password@tcp(host:port)/db) lets its user
+// log in to the database and answers SELECT 1. Each check opens and closes
+// one connection (≈ 5 ms with password authentication).
+func MariaDB(dsn string) Probe {
+	name := "mariadb SELECT 1"
+	cfg, err := mysql.ParseDSN(dsn)
+	if err == nil {
+		name = "mariadb SELECT 1 at " + cfg.Addr
+		// The driver logs every broken handshake, and a server that is
+		// starting breaks many; the check's error says what went wrong.
+		cfg.Logger = &mysql.NopLogger{}
+	}
+	return Func(name, func(ctx context.Context) error {
+		if err != nil {
+			return err
+		}
+		conn, err := mysql.NewConnector(cfg)
+		if err != nil {
+			return err
+		}
+		db := sql.OpenDB(conn)
+		defer db.Close()
+		db.SetMaxIdleConns(0)
+		var one int
+		return db.QueryRowContext(ctx, "SELECT 1").Scan(&one)
 	})
 }

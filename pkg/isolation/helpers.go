@@ -302,7 +302,11 @@ func psqlLine(name, url string) string {
 }
 
 // keepURL writes url to kept/<name>.url in the user's cache directory.
-func keepURL(name, url string) (string, error) {
+func keepURL(name, url string) (string, error) { return keepFile(name+".url", url+"\n") }
+
+// keepFile writes content to kept/<file> in the user's cache directory,
+// readable by this user only.
+func keepFile(file, content string) (string, error) {
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		return "", err
@@ -311,15 +315,15 @@ func keepURL(name, url string) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	f, err := os.CreateTemp(dir, "."+name+".*")
+	f, err := os.CreateTemp(dir, "."+file+".*")
 	if err != nil {
 		return "", err
 	}
-	_, err = f.WriteString(url + "\n")
+	_, err = f.WriteString(content)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	path := filepath.Join(dir, name+".url")
+	path := filepath.Join(dir, file)
 	if err == nil {
 		err = os.Rename(f.Name(), path)
 	}

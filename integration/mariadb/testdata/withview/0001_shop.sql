@@ -1,0 +1,11 @@
+CREATE TABLE customers (
+	id INT AUTO_INCREMENT PRIMARY KEY,
+	email VARCHAR(100) NOT NULL UNIQUE,
+	domain VARCHAR(100) AS (SUBSTRING_INDEX(email, '@', -1)) VIRTUAL
+);
+CREATE TABLE orders (
+	id INT AUTO_INCREMENT PRIMARY KEY,
+	customer_id INT NOT NULL,
+	total DECIMAL(10, 2) NOT NULL,
+	FOREIGN KEY (customer_id) REFERENCES customers (id)
+);
