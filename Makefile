@@ -47,6 +47,7 @@ bench: images ## the benchmarks: warm attach (cached, probed), cold start, per-t
 	$(GO) test -run '^$$' -bench AttachWarm -benchtime 2000x ./integration/
 	$(GO) test -run '^$$' -bench ColdStart -benchtime 5x ./integration/
 	$(GO) test -run '^$$' -bench Isolation -benchtime 200x ./integration/isolation/
+	$(GO) test -run '^$$' -bench MariaDBIsolation -benchtime 200x ./integration/mariadb/
 	$(GO) test -run '^$$' -bench KeepWarm -benchtime 50x ./integration/sharing/
 
 # One make test at a time per user and machine: two runs share the engine,

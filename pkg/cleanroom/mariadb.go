@@ -24,7 +24,12 @@ const (
 // defaultMariaDBFlags tune the server for tests: durability off (its data
 // is on a tmpfs and lives as long as the container), no binary log, no
 // reverse DNS lookup per connection, small redo log (less to write at
-// initialisation and to copy from a snapshot).
+// initialisation and to copy from a snapshot), and every table in the
+// system tablespace instead of a file of its own: a test's CREATE and DROP
+// of its tables then create and delete no files (NewMariaDBDatabase of 2
+// tables took 2.4–2.6 ms with it, 5.4–5.6 ms without, in one
+// BenchmarkMariaDBIsolation run each). The tablespace does not shrink when
+// tables are dropped; their pages are reused.
 var defaultMariaDBFlags = []string{
 	"--innodb-flush-log-at-trx-commit=0",
 	"--innodb-doublewrite=0",
@@ -34,6 +39,7 @@ var defaultMariaDBFlags = []string{
 	"--innodb-log-file-size=16M",
 	"--innodb-buffer-pool-size=128M",
 	"--max-connections=300",
+	"--innodb-file-per-table=0",
 }
 
 // MariaDB is a MariaDB service named "mariadb" (the image's contract is the
