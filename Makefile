@@ -12,6 +12,7 @@ GO ?= go
 # images (e.g. docker.io/library/postgres:15) where a registry is reachable.
 export CLEANROOM_POSTGRES_IMAGE ?= localhost/cleanroom/postgres:15
 export CLEANROOM_REDIS_IMAGE ?= localhost/cleanroom/redis:7
+export CLEANROOM_NATS_IMAGE ?= localhost/cleanroom/nats:2
 
 # One run ID for every test process a make invocation starts (all its go
 # test commands): they label what they make with it, and check-leaks looks
