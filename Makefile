@@ -37,7 +37,7 @@ help: ## list the targets
 setup: ## install, configure and start Podman (idempotent, quiet when done)
 	@scripts/setup-podman.sh
 
-images: setup ## build the local postgres and redis images if their recipe changed
+images: setup ## build the local postgres, redis and nats images if their recipe changed
 	@scripts/build-images.sh
 
 demo: images ## run the example shop's tests; per package: start-up time, containers started vs reused
@@ -47,6 +47,7 @@ bench: images ## the benchmarks: warm attach (cached, probed), cold start, per-t
 	$(GO) test -run '^$$' -bench AttachWarm -benchtime 2000x ./integration/
 	$(GO) test -run '^$$' -bench ColdStart -benchtime 5x ./integration/
 	$(GO) test -run '^$$' -bench Isolation -benchtime 200x ./integration/isolation/
+	$(GO) test -run '^$$' -bench NATSIsolation -benchtime 200x ./integration/nats/
 	$(GO) test -run '^$$' -bench KeepWarm -benchtime 50x ./integration/sharing/
 
 # One make test at a time per user and machine: two runs share the engine,
