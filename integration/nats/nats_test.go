@@ -426,15 +426,19 @@ func TestKilledNATSIsReplacedOnNextUse(t *testing.T) {
 	}
 }
 
-// newEnv is an environment of the test's own with the NATS service: its
-// own suite and pod, removed when t ends (and checked to be gone).
-func newEnv(t *testing.T, cfg cleanroom.Config) *cleanroom.Environment {
+// newEnv is an environment of the test's own with services (the NATS
+// service when none are given): its own suite and pod, removed when t
+// ends (and checked to be gone).
+func newEnv(t *testing.T, cfg cleanroom.Config, services ...cleanroom.Service) *cleanroom.Environment {
 	t.Helper()
+	if services == nil {
+		services = []cleanroom.Service{cleanroom.NATS()}
+	}
 	cfg.Images = map[string]string{"nats": natsImage}
 	cfg.Suite = "it-nats-" + randomHex(4)
 	cfg.BindAddress = envOr("CLEANROOM_BIND_ADDRESS", "127.0.0.1")
 	cfg.GracePeriod = time.Millisecond
-	env, err := cleanroom.New(context.Background(), cfg, cleanroom.NATS())
+	env, err := cleanroom.New(context.Background(), cfg, services...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -480,4 +484,56 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// The image honours the official nats image's contract as Generic
+// services use it: without a command it reads nats-server.conf (clients
+// on 4222, monitoring on 8222, no password); with flags alone as the
+// command, -js turns JetStream on and -m the monitoring port.
+func TestImageContract(t *testing.T) {
+	env := newEnv(t, cleanroom.Config{},
+		cleanroom.Generic("nats-plain", natsImage, cleanroom.WithPort(4222, 8222), cleanroom.WithReady(func(c *cleanroom.Container) healthcheck.Probe {
+			return healthcheck.NATS("nats://" + c.Addr(4222))
+		})),
+		cleanroom.Generic("nats-js", natsImage, cleanroom.WithPort(5222, 9222), cleanroom.WithCmd("-js", "-p", "5222", "-m", "9222"), cleanroom.WithReady(func(c *cleanroom.Container) healthcheck.Probe {
+			return healthcheck.HTTP("http://"+c.Addr(9222)+"/healthz?js-enabled-only=true", 200)
+		})),
+	)
+	ctx := context.Background()
+	plain, err := env.Get(ctx, "nats-plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := connect(t, "nats://"+plain.Addr(4222))
+	if _, err := jetStream(t, nc).AccountInfo(ctx); err == nil {
+		t.Error("JetStream is on without -js")
+	}
+	varz := httpGet(t, "http://"+plain.Addr(8222)+"/varz")
+	for _, want := range []string{`"port": 4222`, `"http_port": 8222`, `"cluster_port": 6222`} {
+		if !strings.Contains(varz, want) {
+			t.Errorf("the default configuration: /varz lacks %s", want)
+		}
+	}
+
+	js, err := env.Get(ctx, "nats-js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jetStream(t, connect(t, "nats://"+js.Addr(5222))).AccountInfo(ctx); err != nil {
+		t.Errorf("JetStream with -js: %v", err)
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s %v", url, resp.StatusCode, b, err)
+	}
+	return string(b)
 }
