@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -150,13 +151,14 @@ func TestParallelTestsOwnTheirPrefixes(t *testing.T) {
 				p := cleanroom.NATSPrefix(t)
 				useJetStream(t, p)
 				t.Run("nested", func(t *testing.T) {
-					q := cleanroom.NATSPrefix(t)
-					useJetStream(t, q)
-					t.Cleanup(func() { // registered last: runs first, before q's clean-up
+					var q *isolation.NATSPrefix
+					t.Cleanup(func() { // registered first: runs last, after q's clean-up
 						mu.Lock()
 						defer mu.Unlock()
 						ended = append(ended, q.Prefix)
 					})
+					q = cleanroom.NATSPrefix(t)
+					useJetStream(t, q)
 				})
 
 				ctx := context.Background()
@@ -354,6 +356,15 @@ func TestResetDeletesWhatNoRunningTestHolds(t *testing.T) {
 	}
 	if len(failed.logs) != 1 || !strings.Contains(failed.logs[0], "kept its nats streams "+fp.Name("KEPT")) || strings.Contains(failed.logs[0], c.NATS().Password()) {
 		t.Errorf("the failed test's log: %q; want the kept stream named, and no password", failed.logs)
+	} else if m := regexp.MustCompile(`\$\(cat (\S+)\)`).FindStringSubmatch(failed.logs[0]); m != nil {
+		// The file the log names holds the URL; it outlives a real failed
+		// test, not this pretended one.
+		if b, err := os.ReadFile(m[1]); err != nil || strings.TrimSpace(string(b)) != url {
+			t.Errorf("the kept stream's URL file %s: %q, %v", m[1], b, err)
+		}
+		os.Remove(m[1])
+	} else {
+		t.Errorf("the failed test's log names no URL file: %q", failed.logs[0])
 	}
 
 	running := isolation.NewNATSPrefix(t, url)
