@@ -13,6 +13,7 @@ GO ?= go
 export CLEANROOM_POSTGRES_IMAGE ?= localhost/cleanroom/postgres:15
 export CLEANROOM_REDIS_IMAGE ?= localhost/cleanroom/redis:7
 export CLEANROOM_MARIADB_IMAGE ?= localhost/cleanroom/mariadb:10.11
+export CLEANROOM_NATS_IMAGE ?= localhost/cleanroom/nats:2
 
 # One run ID for every test process a make invocation starts (all its go
 # test commands): they label what they make with it, and check-leaks looks
@@ -37,7 +38,7 @@ help: ## list the targets
 setup: ## install, configure and start Podman (idempotent, quiet when done)
 	@scripts/setup-podman.sh
 
-images: setup ## build the local postgres and redis images if their recipe changed
+images: setup ## build the local postgres, redis and nats images if their recipe changed
 	@scripts/build-images.sh
 
 demo: images ## run the example shop's tests; per package: start-up time, containers started vs reused
@@ -48,6 +49,7 @@ bench: images ## the benchmarks: warm attach (cached, probed), cold start, per-t
 	$(GO) test -run '^$$' -bench ColdStart -benchtime 5x ./integration/
 	$(GO) test -run '^$$' -bench Isolation -benchtime 200x ./integration/isolation/
 	$(GO) test -run '^$$' -bench MariaDBIsolation -benchtime 200x ./integration/mariadb/
+	$(GO) test -run '^$$' -bench NATSIsolation -benchtime 200x ./integration/nats/
 	$(GO) test -run '^$$' -bench KeepWarm -benchtime 50x ./integration/sharing/
 
 # One make test at a time per user and machine: two runs share the engine,

@@ -32,6 +32,8 @@
 // NewSchema (a schema of its own) and Tx (a transaction rolled back with
 // the test) are the cheaper isolation modes; PostgresFor, RedisFor and
 // ContainerFor give the servers themselves (URL, host, port, password).
+// Declare NATS() for a NATS server with JetStream: NATSPrefix gives a test
+// subjects and streams of its own, NATSFor the server.
 //
 // # How it works
 //

@@ -12,8 +12,10 @@ import (
 // Reset returns service name to an empty state: Postgres truncates every
 // user table (RESTART IDENTITY CASCADE) and resets search_path settings;
 // Redis flushes every logical database not leased to a test (FLUSHDB on
-// each; leases of RedisDB and their data stay); a Generic
-// service runs its WithReset function or WithResetCommand.
+// each; leases of RedisDB and their data stay); NATS deletes every
+// JetStream stream, key-value bucket and object store that no running
+// test's NATSPrefix holds; a Generic service runs its WithReset function
+// or WithResetCommand.
 func (e *Environment) Reset(ctx context.Context, name string) error {
 	ent, err := e.lookup(ctx, name, nil)
 	if err != nil {

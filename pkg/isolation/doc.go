@@ -38,6 +38,11 @@
 //     the test that held it.
 //     RedisPrefix is the key-prefix mode for servers without logical
 //     databases; FlushDB empties one database.
+//   - NewNATSPrefix: a subject prefix and a connection of the test's own on
+//     a shared NATS server; the JetStream streams, buckets and consumers
+//     named with the prefix (or whose subjects lie under it) are deleted
+//     when the test ends. A connection's cost; isolation by convention:
+//     the test's code must use the prefix.
 //
 // A database or schema of a failed test is kept, and the log names the file
 // (mode 0600, in the user's cache directory) that holds its URL, so that you
