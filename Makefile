@@ -1,6 +1,7 @@
 # Cleanroom — every target sets up what it needs, idempotently.
 #   make demo   run the example shop's tests: 3 packages on a shared Postgres
-#               and Redis, with per-package start-up times and reuse counts
+#               and Redis, its order service on MariaDB and NATS, with
+#               per-package start-up times and reuse counts
 #   make test   everything CI runs: setup, images, registry, gofmt, vet, build
 #               guard, unit and integration tests with -race, leak check, and
 #               (as root) the integration suite again rootless, over ssh, and
@@ -27,7 +28,7 @@ export CLEANROOM_RUN_ID
 UNIT_PKGS = $$($(GO) list ./... | grep -v -e /integration -e /examples/shop)
 # The fault suite (integration/faults) runs on its own: one of its scenarios
 # restarts the engine's API service.
-INTEGRATION_PKGS = $$($(GO) list ./integration/... | grep -v /integration/faults) ./examples/shop/...
+INTEGRATION_PKGS = $$($(GO) list ./integration/... | grep -v /integration/faults) ./examples/shop/... ./examples/orders/...
 TEST_FLAGS ?= -race -count=1
 
 .PHONY: help setup images setup-again registry test test-steps demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless remote podman5 official-images faults go124 postgres-versions

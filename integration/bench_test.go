@@ -53,49 +53,66 @@ func BenchmarkAttachWarm(b *testing.B) {
 	}
 }
 
+// benchImages are the local images of the services the cold-start
+// benchmarks start.
+func benchImages() map[string]string {
+	return map[string]string{"postgres": postgresImage, "mariadb": mariadbImage, "nats": natsImage}
+}
+
 // BenchmarkColdStart measures what the first test of a suite waits for:
-// pod creation plus a Postgres container from start to answering SELECT 1
-// (data on tmpfs, initdb included: no snapshot), and, outside the timer,
-// its removal.
+// pod creation plus the service's container from start to ready (Postgres
+// and MariaDB: data on tmpfs, initialisation included, no snapshot; NATS:
+// JetStream answering), and, outside the timer, its removal.
 func BenchmarkColdStart(b *testing.B) {
 	ctx := context.Background()
-	for range b.N {
-		b.StopTimer()
-		cfg := cleanroom.Config{Suite: "bench-cold-" + randomHex(4), DisableSnapshots: true, GracePeriod: time.Millisecond, BindAddress: bindAddress,
-			Images: map[string]string{"postgres": postgresImage}}
-		env, err := cleanroom.New(ctx, cfg, cleanroom.Postgres())
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
-		if _, err := env.Get(ctx, "postgres"); err != nil {
-			b.Fatal(err)
-		}
-		b.StopTimer()
-		if err := env.Close(ctx); err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
+	for _, svc := range []cleanroom.Service{cleanroom.Postgres(), cleanroom.MariaDB(), cleanroom.NATS()} {
+		b.Run(svc.Name(), func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				cfg := cleanroom.Config{Suite: "bench-cold-" + randomHex(4), DisableSnapshots: true, GracePeriod: time.Millisecond, BindAddress: bindAddress,
+					Images: benchImages()}
+				env, err := cleanroom.New(ctx, cfg, svc)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if _, err := env.Get(ctx, svc.Name()); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if err := env.Close(ctx); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+		})
 	}
 }
 
-// BenchmarkColdStartFromSnapshot is BenchmarkColdStart with the Postgres
-// data from a snapshot image (made once, before the timer).
+// BenchmarkColdStartFromSnapshot is BenchmarkColdStart with the service's
+// data from a snapshot image (made once, before the timer), for the
+// services whose initialisation a snapshot saves.
 func BenchmarkColdStartFromSnapshot(b *testing.B) {
+	for _, svc := range []cleanroom.Service{cleanroom.Postgres(), cleanroom.MariaDB()} {
+		b.Run(svc.Name(), func(b *testing.B) { coldStartFromSnapshot(b, svc) })
+	}
+}
+
+func coldStartFromSnapshot(b *testing.B, svc cleanroom.Service) {
 	ctx := context.Background()
 	suite := "bench-snap-" + randomHex(4)
-	cfg := cleanroom.Config{Suite: suite, GracePeriod: time.Millisecond, BindAddress: bindAddress, Images: map[string]string{"postgres": postgresImage}}
+	cfg := cleanroom.Config{Suite: suite, GracePeriod: time.Millisecond, BindAddress: bindAddress, Images: benchImages()}
 	var readyIn time.Duration
 	pc := connect(b)
 	run := func(timed bool) cleanroom.Stats {
-		env, err := cleanroom.New(ctx, cfg, cleanroom.Postgres())
+		env, err := cleanroom.New(ctx, cfg, svc)
 		if err != nil {
 			b.Fatal(err)
 		}
 		if timed {
 			b.StartTimer()
 		}
-		c, err := env.Get(ctx, "postgres")
+		c, err := env.Get(ctx, svc.Name())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -129,7 +146,7 @@ func BenchmarkColdStartFromSnapshot(b *testing.B) {
 			b.Fatalf("not started from the snapshot: %+v", st)
 		}
 	}
-	// The container alone, from its start to answering SELECT 1 (the pod's
-	// creation and the lookups before excluded).
+	// The container alone, from its start to ready (the pod's creation
+	// and the lookups before excluded).
 	b.ReportMetric(float64(readyIn.Milliseconds())/float64(b.N), "ms-start-to-ready")
 }

@@ -26,6 +26,7 @@ var (
 	redisImage    = envOr("CLEANROOM_REDIS_IMAGE", "localhost/cleanroom/redis:7")
 	busyboxImage  = envOr("CLEANROOM_BUSYBOX_IMAGE", "localhost/cleanroom/busybox:latest")
 	mariadbImage  = envOr("CLEANROOM_MARIADB_IMAGE", "localhost/cleanroom/mariadb:10.11")
+	natsImage     = envOr("CLEANROOM_NATS_IMAGE", "localhost/cleanroom/nats:2")
 )
 
 // Where the tests reach the ports the engine publishes, and where the engine

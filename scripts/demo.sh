@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # demo.sh — run the example shop's tests (examples/shop: users on Postgres,
-# ratelimit on Redis, jobs on both; every TestMain is cleanroom.Main) and
+# ratelimit on Redis, jobs on both; examples/orders on MariaDB and NATS;
+# every TestMain is cleanroom.Main) and
 # show, per package, how long its services took to become ready and how
 # many containers it started versus reused. The full test output is shown
 # only when something fails.
@@ -17,9 +18,9 @@ go build -o "$cli" ./cmd/cleanroom
 # sub-run of make's run, so that make's leak check still counts it).
 CLEANROOM_RUN_ID="${CLEANROOM_RUN_ID:+$CLEANROOM_RUN_ID/}demo-$(date +%Y%m%d-%H%M%S)-$$"
 export CLEANROOM_RUN_ID
-echo "Running the example shop's tests against Podman (go test ./examples/shop/...)"
+echo "Running the example shop's tests against Podman (go test ./examples/shop/... ./examples/orders/...)"
 start=$(date +%s%N)
-if CLEANROOM_SUMMARY=1 go test -count=1 -v ./examples/shop/... >"$log" 2>&1; then
+if CLEANROOM_SUMMARY=1 go test -count=1 -v ./examples/shop/... ./examples/orders/... >"$log" 2>&1; then
 	tests=$(grep -c -- '--- PASS' "$log" || true)
 	grep -E '^cleanroom: ' "$log" | sed 's/^cleanroom: /  /'
 	printf '%d tests passed in %s s.\n' "$tests" "$(awk -v a="$start" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')"

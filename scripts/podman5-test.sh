@@ -27,13 +27,13 @@ on() {
 (
 	on rootful "the integration suite (crun)"
 	# shellcheck disable=SC2086
-	go test $flags $(go list ./integration/... | grep -v /integration/faults) ./examples/shop/...
+	go test $flags $(go list ./integration/... | grep -v /integration/faults) ./examples/shop/... ./examples/orders/...
 	make -s check-leaks
 )
 (
 	on rootless "the integration suite (crun, pasta)"
 	# shellcheck disable=SC2086
-	go test $flags $(go list ./integration/... | grep -v /integration/faults) ./examples/shop/...
+	go test $flags $(go list ./integration/... | grep -v /integration/faults) ./examples/shop/... ./examples/orders/...
 	make -s check-leaks
 )
 (
