@@ -25,7 +25,14 @@ const parallel = 20
 
 var (
 	migrations = isolation.SQLDir(os.DirFS("testdata/migrations"), ".")
-	withView   = isolation.SQLDir(os.DirFS("testdata/withview"), ".")
+	view       = isolation.SQLDir(os.DirFS("testdata/withview"), ".")
+	// withView is migrations and then a view over their tables.
+	withView = isolation.MigrateFunc("migrations+view-1", func(ctx context.Context, db *sql.DB) error {
+		if err := migrations.Migrate(ctx, db); err != nil {
+			return err
+		}
+		return view.Migrate(ctx, db)
+	})
 )
 
 func TestMain(m *testing.M) {
