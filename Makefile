@@ -29,7 +29,7 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v -e /integration -e /examples/shop)
 # The fault suite (integration/faults) runs on its own: one of its scenarios
 # restarts the engine's API service.
 INTEGRATION_PKGS = $$($(GO) list ./integration/... | grep -v /integration/faults) ./examples/shop/... ./examples/orders/...
-TEST_FLAGS ?= -race -count=1
+TEST_FLAGS ?= -race -count=1 -timeout 20m
 
 .PHONY: help setup images setup-again registry test test-steps demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless remote podman5 official-images faults go124 postgres-versions
 

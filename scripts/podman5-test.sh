@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "podman5-test: run as root" >&2; exit 1; }
-flags=${TEST_FLAGS:--race -count=1}
+flags=${TEST_FLAGS:--race -count=1 -timeout 20m}
 scripts/setup-podman5.sh
 # A second set-up finds everything in place: quiet and fast.
 t0=$(date +%s%N)

@@ -92,7 +92,7 @@ func TestMariaDBDefinition(t *testing.T) {
 	e, _, _ := testEnv(t, Config{}, MariaDB(), Postgres())
 	secret := randomHex(16)
 	m := e.byName["mariadb"].svc.with(secret)
-	if m.image != DefaultMariaDBImage || m.env["MARIADB_ROOT_PASSWORD"] != secret || m.env["MARIADB_DATABASE"] != "cleanroom" {
+	if m.image != DefaultMariaDBImage || m.env["MARIADB_ROOT_PASSWORD"] != secret || m.env["MARIADB_DATABASE"] != "cleanroom" || m.env["MARIADB_INITDB_SKIP_TZINFO"] != "1" {
 		t.Errorf("mariadb: image %s env %v", m.image, m.env)
 	}
 	if m.command[0] != "mariadbd" || !strings.Contains(strings.Join(m.command, " "), "--innodb-flush-log-at-trx-commit=0") {
