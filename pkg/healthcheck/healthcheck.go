@@ -150,17 +150,11 @@ func selectOne(ctx context.Context, conn *pgx.Conn) error {
 // PONG. password, when not empty, is sent with AUTH first.
 func Redis(addr, password string) Probe {
 	return Func("redis PING at "+addr, func(ctx context.Context) error {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", addr)
+		c, err := dial(ctx, addr)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		if dl, ok := ctx.Deadline(); ok {
-			_ = c.SetDeadline(dl)
-		} else {
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		}
 		r := bufio.NewReader(c)
 		if password != "" {
 			if err := respCommand(c, r, "+OK", "AUTH", password); err != nil {
@@ -169,6 +163,23 @@ func Redis(addr, password string) Probe {
 		}
 		return respCommand(c, r, "+PONG", "PING")
 	})
+}
+
+// dial opens a TCP connection to addr for one check, its deadline ctx's
+// (5 s when ctx has none), for the probes that speak a protocol
+// themselves.
+func dial(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	} else {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	}
+	return c, nil
 }
 
 // respCommand sends one command in the Redis protocol and checks the reply.

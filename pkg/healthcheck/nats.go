@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // NATS succeeds when the NATS server at url ("nats://host:port", with
@@ -34,17 +33,11 @@ func NATS(rawURL string) Probe {
 		if err != nil || u.Host == "" {
 			return fmt.Errorf("not a nats:// URL: %q", redactURL(rawURL))
 		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", u.Host)
+		c, err := dial(ctx, u.Host)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		if dl, ok := ctx.Deadline(); ok {
-			_ = c.SetDeadline(dl)
-		} else {
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		}
 		return natsCheck(c, u.User)
 	})
 }
