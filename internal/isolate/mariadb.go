@@ -162,30 +162,23 @@ func (s *MariaDB) copyTemplate(ctx context.Context, tpl, name string, plan copyP
 	if err != nil {
 		// A failed statement ends the batch: the session may still have
 		// the test's database as its default and checks off.
-		_ = conn.Raw(func(any) error { return driverBadConn })
+		discard(conn)
 	}
 	return err
 }
 
-// driverBadConn makes database/sql discard a connection (see copyTemplate).
-var driverBadConn = driver.ErrBadConn
+// discard makes database/sql close conn instead of pooling it again: for a
+// session whose state (default database, checks, a named lock) is unknown
+// or must end.
+func discard(conn *sql.Conn) { _ = conn.Raw(func(any) error { return driver.ErrBadConn }) }
 
 // DropDatabase drops a test's database, ending the sessions that still use
 // it first (a DROP waits for their metadata locks otherwise).
 func (s *MariaDB) DropDatabase(ctx context.Context, name string) error {
-	rows, err := s.db.QueryContext(ctx, "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()", name)
-	if err == nil {
-		var ids []int64
-		for rows.Next() {
-			var id int64
-			if rows.Scan(&id) == nil {
-				ids = append(ids, id)
-			}
-		}
-		rows.Close()
-		for _, id := range ids {
-			_, _ = s.db.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id)) // gone meanwhile: fine
-		}
+	// (A failed look-up leaves the DROP to wait, bounded by ctx.)
+	ids, _ := s.queryStrings(ctx, "SELECT CAST(ID AS CHAR) FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()", name)
+	for _, id := range ids {
+		_, _ = s.db.ExecContext(ctx, "KILL CONNECTION "+id) // gone meanwhile: fine
 	}
 	if _, err := s.db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+QuoteMariaDB(name)); err != nil {
 		return fmt.Errorf("isolation: drop database %s: %w", name, err)
@@ -239,7 +232,7 @@ func (s *MariaDB) buildTemplate(ctx context.Context, tpl string, m Migrator, reb
 	}
 	// Closing the session releases the lock, also when the build fails.
 	defer func() {
-		_ = conn.Raw(func(any) error { return driverBadConn })
+		discard(conn)
 		conn.Close()
 	}()
 	var got sql.NullInt64
@@ -290,6 +283,24 @@ func (s *MariaDB) migrate(ctx context.Context, name string, m Migrator) error {
 	return m.Migrate(ctx, db)
 }
 
+// queryStrings runs a query of one text column and returns its rows.
+func (s *MariaDB) queryStrings(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 // planCopy reads how to copy the finished template tpl.
 func (s *MariaDB) planCopy(ctx context.Context, tpl string) (copyPlan, error) {
 	var kinds []string
@@ -310,21 +321,8 @@ func (s *MariaDB) planCopy(ctx context.Context, tpl string) (copyPlan, error) {
 	if len(kinds) > 0 {
 		return copyPlan{migrate: true, why: strings.Join(kinds, ", ")}, nil
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME", tpl)
+	names, err := s.queryStrings(ctx, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME", tpl)
 	if err != nil {
-		return copyPlan{}, err
-	}
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			rows.Close()
-			return copyPlan{}, err
-		}
-		names = append(names, n)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return copyPlan{}, err
 	}
 	var plan copyPlan
@@ -334,21 +332,14 @@ func (s *MariaDB) planCopy(ctx context.Context, tpl string) (copyPlan, error) {
 		if err := s.db.QueryRowContext(ctx, "SHOW CREATE TABLE "+QuoteMariaDB(tpl)+"."+QuoteMariaDB(n)).Scan(&ignored, &t.create); err != nil {
 			return copyPlan{}, err
 		}
-		cols, err := s.db.QueryContext(ctx, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND IS_GENERATED = 'NEVER' ORDER BY ORDINAL_POSITION", tpl, n)
+		cols, err := s.queryStrings(ctx, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND IS_GENERATED = 'NEVER' ORDER BY ORDINAL_POSITION", tpl, n)
 		if err != nil {
 			return copyPlan{}, err
 		}
-		var quoted []string
-		for cols.Next() {
-			var c string
-			if err := cols.Scan(&c); err != nil {
-				cols.Close()
-				return copyPlan{}, err
-			}
-			quoted = append(quoted, QuoteMariaDB(c))
+		for i, c := range cols {
+			cols[i] = QuoteMariaDB(c)
 		}
-		cols.Close()
-		t.columns = strings.Join(quoted, ", ")
+		t.columns = strings.Join(cols, ", ")
 		var one int
 		switch err := s.db.QueryRowContext(ctx, "SELECT 1 FROM "+QuoteMariaDB(tpl)+"."+QuoteMariaDB(n)+" LIMIT 1").Scan(&one); {
 		case err == nil:
@@ -361,31 +352,11 @@ func (s *MariaDB) planCopy(ctx context.Context, tpl string) (copyPlan, error) {
 	return plan, nil
 }
 
-// MigratesPerTest says, for a template built with m, whether each test's
-// database runs the migrations instead of copying the template, and why.
-func (s *MariaDB) MigratesPerTest(ctx context.Context, m Migrator) (bool, string, error) {
-	_, plan, err := s.ensureTemplate(ctx, m)
-	return plan.migrate, plan.why, err
-}
-
 // Truncate empties every table of database name (foreign key checks
 // off for it), for a suite-wide Reset.
 func (s *MariaDB) Truncate(ctx context.Context, name string) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", name)
-	if err != nil {
-		return nil, err
-	}
-	var tables []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		tables = append(tables, n)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil || len(tables) == 0 {
+	tables, err := s.queryStrings(ctx, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", name)
+	if err != nil || len(tables) == 0 {
 		return nil, err
 	}
 	conn, err := s.db.Conn(ctx)
@@ -400,7 +371,7 @@ func (s *MariaDB) Truncate(ctx context.Context, name string) ([]string, error) {
 	}
 	b.WriteString(" SET SESSION foreign_key_checks = 1")
 	if _, err := conn.ExecContext(ctx, b.String()); err != nil {
-		_ = conn.Raw(func(any) error { return driverBadConn })
+		discard(conn)
 		return nil, err
 	}
 	return tables, nil
