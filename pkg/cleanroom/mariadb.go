@@ -130,17 +130,10 @@ func (m *MariaDBServer) dsnOf(db string) string {
 func (m *MariaDBServer) sharedDB() (*sql.DB, error) {
 	c := m.c
 	c.sqlOnce.Do(func() {
-		cfg, err := mysql.ParseDSN(m.DSN())
-		if err != nil {
-			c.sqlErr = err
+		c.sqlDB, c.sqlErr = sql.Open("mysql", m.DSN())
+		if c.sqlErr != nil {
 			return
 		}
-		conn, err := mysql.NewConnector(cfg)
-		if err != nil {
-			c.sqlErr = err
-			return
-		}
-		c.sqlDB = sql.OpenDB(conn)
 		c.sqlDB.SetMaxOpenConns(10)
 		if c.owner != nil {
 			c.owner.onClose(func() { c.sqlDB.Close() })

@@ -28,17 +28,12 @@ type MariaDBDatabase struct {
 func (d *MariaDBDatabase) DB() *sql.DB {
 	d.t.Helper()
 	d.dbOnce.Do(func() {
-		cfg, err := mysql.ParseDSN(d.DSN)
+		db, err := sql.Open("mysql", d.DSN)
 		if err != nil {
 			d.t.Fatalf("isolation: open database %s: %v", d.Name, err)
 			return
 		}
-		conn, err := mysql.NewConnector(cfg)
-		if err != nil {
-			d.t.Fatalf("isolation: open database %s: %v", d.Name, err)
-			return
-		}
-		d.db = sql.OpenDB(conn)
+		d.db = db
 		d.t.Cleanup(func() { d.db.Close() })
 	})
 	return d.db
