@@ -33,7 +33,9 @@
 // the test) are the cheaper isolation modes; PostgresFor, RedisFor and
 // ContainerFor give the servers themselves (URL, host, port, password).
 // Declare NATS() for a NATS server with JetStream: NATSPrefix gives a test
-// subjects and streams of its own, NATSFor the server.
+// subjects and streams of its own, NATSFor the server. Declare RabbitMQ()
+// for a RabbitMQ server: RabbitMQVhost gives a test a virtual host of its
+// own, RabbitMQFor the server.
 //
 // # How it works
 //

@@ -14,8 +14,10 @@ import (
 // Redis flushes every logical database not leased to a test (FLUSHDB on
 // each; leases of RedisDB and their data stay); NATS deletes every
 // JetStream stream, key-value bucket and object store that no running
-// test's NATSPrefix holds; a Generic service runs its WithReset function
-// or WithResetCommand.
+// test's NATSPrefix holds; RabbitMQ deletes every test vhost that no
+// running test's RabbitMQVhost holds and the queues and exchanges of the
+// default vhost; a Generic service runs its WithReset function or
+// WithResetCommand.
 func (e *Environment) Reset(ctx context.Context, name string) error {
 	ent, err := e.lookup(ctx, name, nil)
 	if err != nil {

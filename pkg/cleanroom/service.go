@@ -29,7 +29,7 @@ const (
 // declare it to Main or New. A Service is a value; declaring it copies it.
 type Service struct {
 	name       string
-	kind       string // "postgres", "redis", "mariadb", "nats", "generic"
+	kind       string // "postgres", "redis", "mariadb", "nats", "rabbitmq", "generic"
 	image      string
 	ports      []uint16
 	env        map[string]string
@@ -166,7 +166,8 @@ func WithHealth(probe func(c *Container) healthcheck.Probe) Option {
 
 // WithReset sets the function Environment.Reset runs for this service,
 // instead of its default (Postgres: empty every table; Redis: flush the
-// databases no test holds; NATS: delete the streams no test holds) or a
+// databases no test holds; NATS: delete the streams no test holds;
+// RabbitMQ: delete the vhosts no test holds) or a
 // WithResetCommand.
 func WithReset(fn func(ctx context.Context, c *Container) error) Option {
 	return func(s *Service) { s.reset = fn; s.resetCmd = nil }
