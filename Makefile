@@ -15,6 +15,7 @@ export CLEANROOM_POSTGRES_IMAGE ?= localhost/cleanroom/postgres:15
 export CLEANROOM_REDIS_IMAGE ?= localhost/cleanroom/redis:7
 export CLEANROOM_MARIADB_IMAGE ?= localhost/cleanroom/mariadb:10.11
 export CLEANROOM_NATS_IMAGE ?= localhost/cleanroom/nats:2
+export CLEANROOM_RABBITMQ_IMAGE ?= localhost/cleanroom/rabbitmq:3
 
 # One run ID for every test process a make invocation starts (all its go
 # test commands): they label what they make with it, and check-leaks looks
@@ -51,6 +52,7 @@ bench: images ## the benchmarks: warm attach (cached, probed), cold start, per-t
 	$(GO) test -run '^$$' -bench Isolation -benchtime 200x ./integration/isolation/
 	$(GO) test -run '^$$' -bench MariaDBIsolation -benchtime 200x ./integration/mariadb/
 	$(GO) test -run '^$$' -bench NATSIsolation -benchtime 200x ./integration/nats/
+	$(GO) test -run '^$$' -bench RabbitMQIsolation -benchtime 50x ./integration/rabbitmq/
 	$(GO) test -run '^$$' -bench KeepWarm -benchtime 50x ./integration/sharing/
 
 # One make test at a time per user and machine: two runs share the engine,
