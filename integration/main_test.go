@@ -27,6 +27,7 @@ var (
 	busyboxImage  = envOr("CLEANROOM_BUSYBOX_IMAGE", "localhost/cleanroom/busybox:latest")
 	mariadbImage  = envOr("CLEANROOM_MARIADB_IMAGE", "localhost/cleanroom/mariadb:10.11")
 	natsImage     = envOr("CLEANROOM_NATS_IMAGE", "localhost/cleanroom/nats:2")
+	rabbitmqImage = envOr("CLEANROOM_RABBITMQ_IMAGE", "localhost/cleanroom/rabbitmq:3")
 )
 
 // Where the tests reach the ports the engine publishes, and where the engine

@@ -255,13 +255,14 @@ func (f *failedTB) end() {
 }
 
 // Reset deletes every test vhost no running test holds (one that no test
-// holds, a failed test's kept vhost) and the queues and exchanges of the
-// default vhost; it spares the vhost of a test still running in this
-// process and of one running in another process (a connection holding its
-// exclusive queue), and vhosts that are no test's. It runs on an
-// environment of its own, so that no test of this package holds anything
-// it should not see; that environment's server is then killed from outside
-// and replaced at the next use, where a test's vhost works again.
+// holds, a failed test's kept vhost, one whose holding connection closed)
+// and the queues and exchanges of the default vhost; it spares the vhost
+// of a test still running in this process and of one running in another
+// process (a connection holding its exclusive queue), and vhosts that are
+// no test's. It runs on an environment of its own, so that no test of this
+// package holds anything it should not see; that environment's server is
+// then killed from outside and replaced at the next use, where a test's
+// vhost works again.
 func TestResetAndKilledServer(t *testing.T) {
 	// Parallel with the tests on the suite's server: its own server
 	// starts meanwhile.
@@ -308,6 +309,18 @@ func TestResetAndKilledServer(t *testing.T) {
 
 	running := isolation.NewRabbitMQVhost(t, r.URL(), r.ManagementURL())
 	other := holderProcess(t, r)
+	// A process that held a vhost and died: its connection closed, and
+	// with it the exclusive queue that held the vhost.
+	dead := "t_dead_process_" + randomHex(4)
+	createVhost(t, r, dead)
+	deadConn, err := amqp.Dial(r.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := channel(t, deadConn).QueueDeclare("cleanroom.held."+dead, false, false, true, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	deadConn.Close()
 
 	if err := env.Reset(ctx, "rabbitmq"); err != nil {
 		t.Fatalf("Reset: %v", err)
