@@ -109,6 +109,7 @@ func vhosts(t testing.TB, r *cleanroom.RabbitMQServer) []string {
 // with the suite's password, which is neither empty nor "guest"; the probe
 // fails for a wrong password, at once.
 func TestRabbitMQIsReadyWithManagementAndAuth(t *testing.T) {
+	t.Parallel()
 	r := cleanroom.RabbitMQFor(t)
 	if r.User() != "cleanroom" || len(r.Password()) < 16 || r.Password() == "guest" {
 		t.Errorf("user %q password of %d characters; want cleanroom and a random one", r.User(), len(r.Password()))
@@ -164,6 +165,7 @@ func healthcheckRedact(u string) string {
 // messages. When they have ended, their vhosts are gone (asked of the
 // management API).
 func TestParallelTestsOwnTheirVhosts(t *testing.T) {
+	t.Parallel()
 	r := cleanroom.RabbitMQFor(t)
 	var mu sync.Mutex
 	var made []string
@@ -264,8 +266,8 @@ func (f *failedTB) end() {
 // then killed from outside and replaced at the next use, where a test's
 // vhost works again.
 func TestResetAndKilledServer(t *testing.T) {
-	// Parallel with the tests on the suite's server: its own server
-	// starts meanwhile.
+	// The tests of this package run in parallel: this one's server starts
+	// while the suite's does.
 	t.Parallel()
 	env := newEnv(t, cleanroom.Config{ContainerHealthCheckInterval: time.Nanosecond})
 	ctx := context.Background()
