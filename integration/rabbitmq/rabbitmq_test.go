@@ -297,8 +297,9 @@ func TestResetAndKilledServer(t *testing.T) {
 	if !slices.Contains(vhosts(t, r), kept.Name) {
 		t.Fatalf("a failed test's vhost was not kept: %v", vhosts(t, r))
 	}
-	if len(failed.logs) != 1 || !strings.Contains(failed.logs[0], "kept its rabbitmq vhost "+kept.Name) || strings.Contains(failed.logs[0], r.Password()) {
-		t.Errorf("the failed test's log: %q; want the kept vhost named, and no password", failed.logs)
+	if len(failed.logs) != 1 || !strings.Contains(failed.logs[0], "kept its rabbitmq vhost "+kept.Name) || strings.Contains(failed.logs[0], r.Password()) ||
+		!strings.Contains(failed.logs[0], r.ManagementURL()+"/#/queues/"+kept.Name) {
+		t.Errorf("the failed test's log: %q; want the kept vhost named with its management UI page, and no password", failed.logs)
 	} else if i := strings.Index(failed.logs[0], "amqp URL in "); i < 0 {
 		t.Errorf("the failed test's log names no URL file: %q", failed.logs[0])
 	} else {
