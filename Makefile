@@ -32,7 +32,7 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v -e /integration -e /examples/shop)
 INTEGRATION_PKGS = $$($(GO) list ./integration/... | grep -v /integration/faults) ./examples/shop/... ./examples/orders/...
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: help setup images setup-again registry test test-steps demo bench bench-compare clean fmt-check vet build-guard unit integration check-leaks rootless remote podman5 official-images faults go124 postgres-versions
+.PHONY: help setup images setup-again registry test test-steps demo bench bench-compare bench-services clean fmt-check vet build-guard unit integration check-leaks rootless remote podman5 official-images faults go124 postgres-versions
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ help: ## list the targets
 setup: ## install, configure and start Podman (idempotent, quiet when done)
 	@scripts/setup-podman.sh
 
-images: setup ## build the local postgres, redis and nats images if their recipe changed
+images: setup ## build the local service images (postgres, redis, mariadb, nats, rabbitmq) if their recipe changed
 	@scripts/build-images.sh
 
 demo: images ## run the example shop's tests; per package: start-up time, containers started vs reused
@@ -106,6 +106,9 @@ rootless: ## the integration suite again, as an unprivileged user on rootless Po
 
 bench-compare: images ## the side-by-side benchmark (per-test containers, testcontainers-go, Cleanroom); writes BENCHMARKS.md
 	cd bench && $(GO) run ./cmd/compare -o ../BENCHMARKS.md
+
+bench-services: images ## each service's cold and snapshot start and per-test isolation costs; writes their section of BENCHMARKS.md
+	cd bench && $(GO) run ./cmd/services -o ../BENCHMARKS.md
 
 remote: ## the core scenarios against a Podman reached over ssh (sshd on 198.51.100.7:2222, an address on the loopback device; when run as root)
 	@if [ "$$(id -u)" = 0 ]; then scripts/remote-test.sh $(ROOTLESS_USER); fi

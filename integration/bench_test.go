@@ -56,17 +56,18 @@ func BenchmarkAttachWarm(b *testing.B) {
 // benchImages are the local images of the services the cold-start
 // benchmarks start.
 func benchImages() map[string]string {
-	return map[string]string{"postgres": postgresImage, "mariadb": mariadbImage, "nats": natsImage, "rabbitmq": rabbitmqImage}
+	return map[string]string{"postgres": postgresImage, "redis": redisImage, "mariadb": mariadbImage, "nats": natsImage, "rabbitmq": rabbitmqImage}
 }
 
 // BenchmarkColdStart measures what the first test of a suite waits for:
 // pod creation plus the service's container from start to ready (Postgres
-// and MariaDB: data on tmpfs, initialisation included, no snapshot; NATS:
-// JetStream answering; RabbitMQ: AMQP and the management API answering),
+// and MariaDB: data on tmpfs, initialisation included, no snapshot; Redis:
+// PING answered; NATS: JetStream answering; RabbitMQ: AMQP and the
+// management API answering),
 // and, outside the timer, its removal.
 func BenchmarkColdStart(b *testing.B) {
 	ctx := context.Background()
-	for _, svc := range []cleanroom.Service{cleanroom.Postgres(), cleanroom.MariaDB(), cleanroom.NATS(), cleanroom.RabbitMQ()} {
+	for _, svc := range []cleanroom.Service{cleanroom.Postgres(), cleanroom.Redis(), cleanroom.MariaDB(), cleanroom.NATS(), cleanroom.RabbitMQ()} {
 		b.Run(svc.Name(), func(b *testing.B) {
 			for range b.N {
 				b.StopTimer()

@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cleanroom-go/cleanroom/bench/internal/section"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
@@ -96,6 +97,12 @@ func run(out string, reps int) error {
 	report := render(runs, iso, reps)
 	fmt.Println()
 	fmt.Print(report)
+	// Keep the per-service figures that make bench-services wrote.
+	if old, err := os.ReadFile(out); err == nil {
+		if kept := section.Of(string(old)); kept != "" {
+			report = strings.TrimRight(report, "\n") + "\n\n" + kept
+		}
+	}
 	return os.WriteFile(out, []byte(report), 0o644)
 }
 
