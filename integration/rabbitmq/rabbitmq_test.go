@@ -402,15 +402,19 @@ func createVhost(t *testing.T, r *cleanroom.RabbitMQServer, vhost string) {
 	}
 }
 
-// newEnv is an environment of the test's own with the RabbitMQ service:
-// its own suite and pod, removed when t ends (and checked to be gone).
-func newEnv(t *testing.T, cfg cleanroom.Config) *cleanroom.Environment {
+// newEnv is an environment of the test's own with services (the RabbitMQ
+// service when none are given): its own suite and pod, removed when t
+// ends (and checked to be gone).
+func newEnv(t *testing.T, cfg cleanroom.Config, services ...cleanroom.Service) *cleanroom.Environment {
 	t.Helper()
+	if services == nil {
+		services = []cleanroom.Service{cleanroom.RabbitMQ()}
+	}
 	cfg.Images = map[string]string{"rabbitmq": rabbitmqImage}
 	cfg.Suite = "it-rabbitmq-" + randomHex(4)
 	cfg.BindAddress = envOr("CLEANROOM_BIND_ADDRESS", "127.0.0.1")
 	cfg.GracePeriod = time.Millisecond
-	env, err := cleanroom.New(context.Background(), cfg, cleanroom.RabbitMQ())
+	env, err := cleanroom.New(context.Background(), cfg, services...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
