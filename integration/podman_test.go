@@ -2,8 +2,10 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -119,6 +121,80 @@ func TestInspectRemovedContainerIsNotFound(t *testing.T) {
 	}
 	if err := c.RemovePod(ctx, name("never")); !errors.Is(err, podman.ErrNotFound) {
 		t.Errorf("remove of a pod that never was: got %v, want ErrNotFound", err)
+	}
+}
+
+// RemoveContainer takes the container's anonymous volumes with it: the
+// MariaDB image declares VOLUME /var/lib/mysql, so a container of it made
+// without a tmpfs there gets one. (Podman 4.3's libpod API ignores the
+// "v" parameter that later versions read and wants "volumes": with "v"
+// alone, each such container left a volume behind.)
+func TestRemoveContainerTakesItsAnonymousVolumes(t *testing.T) {
+	t.Parallel()
+	c := connect(t)
+	raw := rawAPI(t, c)
+	ctx := context.Background()
+	id, err := c.CreateContainer(ctx, podman.ContainerSpec{Name: name("vol"), Image: mariadbImage, Labels: testLabels(t)})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	var info struct {
+		Mounts []struct{ Type, Name, Destination string }
+	}
+	if code := raw(http.MethodGet, "/libpod/containers/"+id+"/json", &info); code != http.StatusOK {
+		t.Fatalf("inspect: HTTP %d", code)
+	}
+	var vols []string
+	for _, m := range info.Mounts {
+		if m.Type == "volume" && m.Destination == "/var/lib/mysql" {
+			vols = append(vols, m.Name)
+		}
+	}
+	if len(vols) != 1 {
+		t.Fatalf("mounts of a container of %s: %+v; want one anonymous volume on /var/lib/mysql", mariadbImage, info.Mounts)
+	}
+	if code := raw(http.MethodGet, "/libpod/volumes/"+vols[0]+"/exists", nil); code != http.StatusNoContent {
+		t.Fatalf("volume %s before removal: HTTP %d, want 204", vols[0], code)
+	}
+	if err := c.RemoveContainer(ctx, id); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	if code := raw(http.MethodGet, "/libpod/volumes/"+vols[0]+"/exists", nil); code != http.StatusNotFound {
+		raw(http.MethodDelete, "/libpod/volumes/"+vols[0]+"?force=true", nil)
+		t.Errorf("volume %s after its container's removal: HTTP %d, want 404 (it was left behind)", vols[0], code)
+	}
+}
+
+// rawAPI calls the engine's libpod API directly, for what the client does
+// not offer; it decodes a JSON answer into out (when not nil) and returns
+// the status code. Only for an engine on a unix socket.
+func rawAPI(t *testing.T, c *podman.Client) func(method, path string, out any) int {
+	t.Helper()
+	sock, ok := strings.CutPrefix(c.Endpoint().URI, "unix://")
+	if !ok {
+		t.Skipf("the engine is at %s; this test reads its API over a unix socket", c.Endpoint().URI)
+	}
+	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	t.Cleanup(hc.CloseIdleConnections)
+	return func(method, path string, out any) int {
+		t.Helper()
+		req, err := http.NewRequest(method, "http://podman/v4.0.0"+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		if out != nil && resp.StatusCode == http.StatusOK {
+			if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+		}
+		return resp.StatusCode
 	}
 }
 

@@ -130,7 +130,9 @@ func (c *Client) StopContainer(ctx context.Context, nameOrID string, timeout tim
 // RemoveContainer removes a container, killing it first if it runs, with
 // its anonymous volumes. A missing container gives ErrNotFound.
 func (c *Client) RemoveContainer(ctx context.Context, nameOrID string) error {
-	q := url.Values{"force": {"true"}, "v": {"true"}}
+	// The libpod API of Podman 4 reads "volumes" for the anonymous
+	// volumes; later versions read "v". Each ignores the other.
+	q := url.Values{"force": {"true"}, "v": {"true"}, "volumes": {"true"}}
 	return c.call(ctx, "remove container "+nameOrID, request{method: http.MethodDelete, path: "/containers/%s", args: []string{nameOrID}, query: q}, nil)
 }
 
