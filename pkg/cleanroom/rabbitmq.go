@@ -27,7 +27,9 @@ const (
 // (WithoutTmpfs puts it on the container's disk), and clients log in as
 // user "cleanroom" (an administrator) with a random password per suite
 // (RABBITMQ_DEFAULT_USER and RABBITMQ_DEFAULT_PASS, the official image's
-// contract; set them with WithEnv to choose others). It is ready when an
+// contract; set them with WithEnv to choose others; a
+// RABBITMQ_DEFAULT_VHOST other than "/" is refused, as the service's URL,
+// probe and Reset use "/"). It is ready when an
 // AMQP connection and a channel open and the management API answers
 // (healthcheck.RabbitMQ). Environment.Reset deletes every test vhost that
 // no running test holds (see RabbitMQVhost) and the queues and exchanges

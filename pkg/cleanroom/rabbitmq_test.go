@@ -1,6 +1,7 @@
 package cleanroom
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -44,5 +45,19 @@ func TestRabbitMQDefinition(t *testing.T) {
 	}
 	if m := (&Container{ports: map[uint16]uint16{5672: 1}}).RabbitMQ().ManagementURL(); m != "" {
 		t.Errorf("ManagementURL without a published port: %q, want empty", m)
+	}
+}
+
+// The official image makes RABBITMQ_DEFAULT_VHOST instead of "/", which
+// the service's URL, probe and Reset need: refused before anything starts.
+func TestRabbitMQRefusesAnotherDefaultVhost(t *testing.T) {
+	_, err := newEnvironment(Config{}.withDefaults(), newFakeEngine(), []Service{RabbitMQ(WithEnv("RABBITMQ_DEFAULT_VHOST", "shop"))})
+	if err == nil || !strings.Contains(err.Error(), `RABBITMQ_DEFAULT_VHOST="shop"`) || !strings.Contains(err.Error(), "RabbitMQVhost") {
+		t.Errorf("RabbitMQ with RABBITMQ_DEFAULT_VHOST=shop: %v; want an error naming it and RabbitMQVhost", err)
+	}
+	for _, svc := range []Service{RabbitMQ(WithEnv("RABBITMQ_DEFAULT_VHOST", "/")), Generic("mq", "localhost/rabbitmq:3", WithPort(5672), WithEnv("RABBITMQ_DEFAULT_VHOST", "shop"))} {
+		if _, err := newEnvironment(Config{}.withDefaults(), newFakeEngine(), []Service{svc}); err != nil {
+			t.Errorf("%s: %v", svc.Name(), err)
+		}
 	}
 }

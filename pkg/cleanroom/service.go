@@ -314,6 +314,9 @@ func (s *Service) validate() error {
 	if len(s.errs) > 0 {
 		return fmt.Errorf("service %s: %w", s.name, errors.Join(s.errs...))
 	}
+	if v := s.env["RABBITMQ_DEFAULT_VHOST"]; s.kind == "rabbitmq" && v != "" && v != "/" {
+		return fmt.Errorf("service %s: RABBITMQ_DEFAULT_VHOST=%q would leave the server without vhost \"/\", which its URL, readiness probe and Reset use; leave it unset and give each test a vhost of its own with RabbitMQVhost(t)", s.name, v)
+	}
 	if s.cmdSet && s.pgSet {
 		return fmt.Errorf("service %s: WithPostgresSetting has no effect with WithCmd, which replaces the command the settings go on; put the -c flags in the command", s.name)
 	}
