@@ -13,7 +13,8 @@
 # inside a tmpfs mount, or one that a commit keeps.
 IMAGE=localhost/cleanroom/mariadb:10.11
 SUITE=bookworm
-INCLUDE=mariadb-server,mariadb-client,tzdata
+# xz-utils and zstd: init scripts may be .sql.xz and .sql.zst.
+INCLUDE=mariadb-server,mariadb-client,tzdata,xz-utils,zstd
 # Not unpacked at all: Galera (no cluster here) and the server's test and
 # benchmark leftovers.
 EXCLUDE=(
@@ -43,8 +44,9 @@ customize() {
 	install -d -o 999 -g 999 -m 0755 "$r/var/lib/mysql"
 	install -d -o 999 -g 999 -m 0755 "$r/run/mysqld"
 	install -d -o 999 -g 999 -m 0755 "$r/docker-entrypoint-initdb.d"
-	# Listen on every address of the container (99-cleanroom.cnf says so too).
-	sed -i 's/^bind-address\s*=.*/bind-address = 0.0.0.0/' "$r/etc/mysql/mariadb.conf.d/50-server.cnf"
+	# Listen on every address of the container, IPv6 too: no bind-address,
+	# as in the official image (Debian's says 127.0.0.1).
+	sed -i 's/^bind-address\s*=.*/#&/' "$r/etc/mysql/mariadb.conf.d/50-server.cnf"
 	# Of the server's and client's programs (each links its libraries in
 	# statically: 4-5 MB apiece), only what the entrypoint and tests use.
 	local f keep=" mariadb mysql mariadb-admin mysqladmin mariadb-dump mysqldump my_print_defaults "

@@ -50,7 +50,8 @@ var contractImage = func() string {
 //     holds every privilege on that database and none elsewhere (not even
 //     on a database its name's "_" would match as a GRANT wildcard);
 //   - the same through MYSQL_* aliases, *_FILE variants (values read from
-//     files, root's as MYSQL_ROOT_PASSWORD_FILE) and
+//     files, root's as MYSQL_ROOT_PASSWORD_FILE from a file only root may
+//     read) and
 //     MARIADB_ROOT_PASSWORD_HASH / MARIADB_PASSWORD_HASH;
 //   - MARIADB_ALLOW_EMPTY_ROOT_PASSWORD (MYSQL_ALLOW_EMPTY_PASSWORD),
 //     MARIADB_RANDOM_ROOT_PASSWORD (logged as GENERATED ROOT PASSWORD),
@@ -58,14 +59,17 @@ var contractImage = func() string {
 //     socket only; without any root option the container refuses to start;
 //   - MARIADB_INITDB_SKIP_TZINFO (MYSQL_ alias): no time-zone tables;
 //     without it they are loaded;
-//   - /docker-entrypoint-initdb.d: .sql, .sql.gz, executable .sh (run) and
+//   - /docker-entrypoint-initdb.d: .sql, .sql.gz, .sql.xz, .sql.zst,
+//     executable .sh (run) and
 //     other .sh (sourced), in name order, .sql against MARIADB_DATABASE,
 //     once: a restarted container starts on its data without running them
 //     again;
 //   - a command of flags alone reaches mariadbd (--max-connections, --port);
 //     --datadir on the command line or in a configuration file moves the
 //     initialised data directory;
-//   - port 3306, reached through the pod's published port; the server
+//   - port 3306 on every address (IPv6 too), reached through the pod's
+//     published port; root's password hash set after the init scripts,
+//     which log in as root before it; the server
 //     runs as uid and gid 999 (started as root, which exec still is) and
 //     owns its data directory, /var/lib/mysql, a VOLUME.
 //
@@ -91,26 +95,30 @@ func TestImageContract(t *testing.T) {
 			cleanroom.WithEnv("MARIADB_USER", "app"),
 			cleanroom.WithEnv("MARIADB_PASSWORD", appPW),
 			cleanroom.WithEnv("MARIADB_INITDB_SKIP_TZINFO", "1"))...),
-		// Password hashes; the image's own entrypoint with flags alone,
-		// --datadir among them (in a tmpfs, as the MariaDB service has it).
-		cleanroom.Generic("maria-hash", contractImage,
+		// Password hashes, with an init script (which runs as root before
+		// root's hash is set); flags alone as the command, --datadir among
+		// them (in a tmpfs, as the MariaDB service has it).
+		cleanroom.Generic("maria-hash", contractImage, append(withFiles([]file{
+			{"/docker-entrypoint-initdb.d/01-hash.sql", 0o644, []byte("CREATE TABLE made_by_init (x INT);\nINSERT INTO made_by_init VALUES (1);\n"), ""},
+		}, "--port=3307", "--max-connections=78", "--datadir=/srv/mariadb/data"),
 			cleanroom.WithPort(3307), cleanroom.WithReady(answers(3307)),
-			cleanroom.WithCmd("--port=3307", "--max-connections=78", "--datadir=/srv/mariadb/data"),
 			cleanroom.WithTmpfs("/srv/mariadb", "rw,mode=1777"),
 			cleanroom.WithEnv("MARIADB_ROOT_PASSWORD_HASH", nativePasswordHash(hashRootPW)),
 			cleanroom.WithEnv("MARIADB_DATABASE", "hash_db"),
 			cleanroom.WithEnv("MARIADB_USER", "hashed"),
 			cleanroom.WithEnv("MARIADB_PASSWORD_HASH", nativePasswordHash(hashUserPW)),
-			cleanroom.WithEnv("MARIADB_INITDB_SKIP_TZINFO", "1")),
-		// *_FILE: secrets as Docker mounts them (root's, mode 0444, a
-		// trailing newline), root's through its MYSQL_ alias; the data
-		// directory from a configuration file.
+			cleanroom.WithEnv("MARIADB_INITDB_SKIP_TZINFO", "1"))...),
+		// *_FILE: secrets with a trailing newline, as Docker mounts them
+		// (root's, mode 0444), and root's password in a file only root may
+		// read (0400), which the entrypoint reads before it drops to
+		// mysql, through its MYSQL_ alias; the data directory from a
+		// configuration file.
 		cleanroom.Generic("maria-files", contractImage, append(withFiles([]file{
-			{"/run/secrets/root-password", 0o444, []byte(fileRootPW + "\n")},
-			{"/run/secrets/database", 0o444, []byte("file_db\n")},
-			{"/run/secrets/user", 0o444, []byte("filed\n")},
-			{"/run/secrets/password", 0o444, []byte(fileUserPW + "\n")},
-			{"/etc/mysql/mariadb.conf.d/60-contract.cnf", 0o644, []byte("[mariadbd]\ndatadir = /srv/from-config\n")},
+			{"/run/secrets/root-password", 0o400, []byte(fileRootPW + "\n"), ""},
+			{"/run/secrets/database", 0o444, []byte("file_db\n"), ""},
+			{"/run/secrets/user", 0o444, []byte("filed\n"), ""},
+			{"/run/secrets/password", 0o444, []byte(fileUserPW + "\n"), ""},
+			{"/etc/mysql/mariadb.conf.d/60-contract.cnf", 0o644, []byte("[mariadbd]\ndatadir = /srv/from-config\n"), ""},
 		}, "--port=3308"),
 			cleanroom.WithPort(3308), cleanroom.WithReady(answers(3308)),
 			cleanroom.WithEnv("MYSQL_ROOT_PASSWORD_FILE", "/run/secrets/root-password"),
@@ -189,6 +197,16 @@ func TestImageContract(t *testing.T) {
 		checkTimeZones(t, root, false)
 		checkInitScripts(t, root)
 		checkServerOwnsData(t, c, "/var/lib/mysql")
+		// Every address, IPv6 too, as the official image listens (where
+		// the pod's loopback has ::1).
+		if ipv6 := execIn(t, c, `grep -c '^00000000000000000000000000000001 ' /proc/net/if_inet6 || true`); ipv6 == "1" {
+			out := execIn(t, c, `MYSQL_PWD="$1" mariadb -uroot -h ::1 --protocol=tcp -N -e 'SELECT 1' 2>&1 || true`, rootPW)
+			if out != "1" {
+				t.Errorf("root over TCP to [::1]:3306 in the container: %q, want 1 (the server listens on IPv4 only?)", out)
+			}
+		} else {
+			t.Logf("the pod's loopback has no ::1: the IPv6 listener is not checked")
+		}
 
 		// A restart finds the data directory initialised: the server
 		// starts on it, keeps what was written, runs no init script again.
@@ -227,6 +245,10 @@ func TestImageContract(t *testing.T) {
 		root := login(t, addr, "root", hashRootPW, "")
 		wantRefused(t, addr, "root", nativePasswordHash(hashRootPW), "", 1045)
 		checkUserOwnsDatabase(t, root, addr, "hashed", hashUserPW, "hash_db")
+		var x int
+		if err := root.QueryRow("SELECT x FROM hash_db.made_by_init").Scan(&x); err != nil || x != 1 {
+			t.Errorf("the init script's table in hash_db: %d, %v; want the row it wrote", x, err)
+		}
 		checkVariables(t, root, map[string]string{"max_connections": "78", "port": "3307", "datadir": "/srv/mariadb/data/"})
 		checkServerOwnsData(t, c, "/srv/mariadb/data")
 	})
@@ -304,6 +326,9 @@ type file struct {
 	path string
 	mode os.FileMode
 	data []byte
+	// compress, when set ("xz" or "zstd"), is the image's own program
+	// that writes the file compressed from data.
+	compress string
 }
 
 // withFiles runs the image's entrypoint with cmd after a shell has
@@ -314,8 +339,12 @@ func withFiles(files []file, cmd ...string) []cleanroom.Option {
 	b.WriteString("set -e\n")
 	for _, f := range files {
 		dir := f.path[:strings.LastIndex(f.path, "/")]
-		fmt.Fprintf(&b, "mkdir -p '%s'\necho '%s' | base64 -d > '%s'\nchmod %o '%s'\n",
-			dir, base64.StdEncoding.EncodeToString(f.data), f.path, f.mode, f.path)
+		compress := ""
+		if f.compress != "" {
+			compress = " | " + f.compress + " -c"
+		}
+		fmt.Fprintf(&b, "mkdir -p '%s'\necho '%s' | base64 -d%s > '%s'\nchmod %o '%s'\n",
+			dir, base64.StdEncoding.EncodeToString(f.data), compress, f.path, f.mode, f.path)
 	}
 	b.WriteString(`exec /usr/local/bin/docker-entrypoint.sh "$@"` + "\n")
 	return []cleanroom.Option{cleanroom.WithEntrypoint("bash", "-c", b.String(), "bash"), cleanroom.WithCmd(cmd...)}
@@ -336,12 +365,14 @@ func initScripts() []file {
 	const dir = "/docker-entrypoint-initdb.d/"
 	files := []file{
 		// No database named: MARIADB_DATABASE is the default one.
-		{dir + "01-schema.sql", 0o644, []byte("CREATE TABLE initlog (n INT AUTO_INCREMENT PRIMARY KEY, step VARCHAR(40) NOT NULL, db VARCHAR(64));\n" + insert("01-schema.sql"))},
-		{dir + "02-run.sh", 0o755, []byte("#!/bin/bash\nset -e\n" + fmt.Sprintf(client, insert("02-run.sh")))},
-		{dir + "03-rows.sql.gz", 0o644, gz.Bytes()},
+		{dir + "01-schema.sql", 0o644, []byte("CREATE TABLE initlog (n INT AUTO_INCREMENT PRIMARY KEY, step VARCHAR(40) NOT NULL, db VARCHAR(64));\n" + insert("01-schema.sql")), ""},
+		{dir + "02-run.sh", 0o755, []byte("#!/bin/bash\nset -e\n" + fmt.Sprintf(client, insert("02-run.sh"))), ""},
+		{dir + "03-rows.sql.gz", 0o644, gz.Bytes(), ""},
 		// Not executable: sourced.
-		{dir + "04-sourced.sh", 0o644, []byte(fmt.Sprintf(client, insert("04-sourced.sh")))},
-		{dir + "05-last.sql", 0o644, []byte(insert("05-last.sql"))},
+		{dir + "04-sourced.sh", 0o644, []byte(fmt.Sprintf(client, insert("04-sourced.sh"))), ""},
+		{dir + "05-last.sql", 0o644, []byte(insert("05-last.sql")), ""},
+		{dir + "06-rows.sql.xz", 0o644, []byte(insert("06-rows.sql.xz")), "xz"},
+		{dir + "07-rows.sql.zst", 0o644, []byte(insert("07-rows.sql.zst")), "zstd"},
 	}
 	slices.Reverse(files)
 	return files
@@ -367,7 +398,7 @@ func checkInitScripts(t *testing.T, root *sql.DB) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"1 01-schema.sql app_db", "2 02-run.sh app_db", "3 03-rows.sql.gz app_db", "4 04-sourced.sh app_db", "5 05-last.sql app_db"}
+	want := []string{"1 01-schema.sql app_db", "2 02-run.sh app_db", "3 03-rows.sql.gz app_db", "4 04-sourced.sh app_db", "5 05-last.sql app_db", "6 06-rows.sql.xz app_db", "7 07-rows.sql.zst app_db"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("init scripts run (n, script, its default database) (-want +got):\n%s", diff)
 	}

@@ -115,7 +115,9 @@ setup_sql() {
 	# Only root@localhost and root@MARIADB_ROOT_HOST, as in the official image.
 	echo "DROP USER IF EXISTS root@'127.0.0.1', root@'::1';"
 	echo "EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@\\'', @@hostname, '\\'');"
-	if [ -n "$root_auth" ]; then
+	# A hash is set for root@localhost after the init scripts, which log
+	# in as root@localhost with the password known until then (none).
+	if [ -n "$root_auth" ] && [ -z "$MARIADB_ROOT_PASSWORD_HASH" ]; then
 		echo "ALTER USER root@localhost $root_auth;"
 	fi
 	if [ "$MARIADB_ROOT_HOST" != localhost ]; then
@@ -142,7 +144,11 @@ setup_sql() {
 	fi
 }
 
-init_database() {
+# load_env: the MARIADB_* settings from their aliases and *_FILE files.
+# It runs before the drop to mysql, as in the official image, so that a
+# secret only root may read (a 0400 file) works; the values pass on in
+# the environment.
+load_env() {
 	maria_env ROOT_PASSWORD
 	maria_env ROOT_PASSWORD_HASH
 	maria_env ALLOW_EMPTY_ROOT_PASSWORD MYSQL_ALLOW_EMPTY_PASSWORD
@@ -153,6 +159,9 @@ init_database() {
 	maria_env PASSWORD
 	maria_env PASSWORD_HASH
 	maria_env INITDB_SKIP_TZINFO
+}
+
+init_database() {
 	if [ -z "$MARIADB_ROOT_PASSWORD" ] && [ -z "$MARIADB_ROOT_PASSWORD_HASH" ] &&
 		[ -z "$MARIADB_ALLOW_EMPTY_ROOT_PASSWORD" ] && [ -z "$MARIADB_RANDOM_ROOT_PASSWORD" ]; then
 		fail "the database is uninitialized and the root password is not set.
@@ -212,6 +221,10 @@ init_database() {
 	setup_sql | MYSQL_PWD= mariadb --protocol=socket --socket="$SOCKET" --user=root --host=localhost ||
 		fail "setting up root, the database and the user failed"
 	run_init_scripts
+	if [ -n "$MARIADB_ROOT_PASSWORD_HASH" ]; then
+		echo "ALTER USER root@localhost IDENTIFIED BY PASSWORD $(sql_string "$MARIADB_ROOT_PASSWORD_HASH");" | mariadb_init ||
+			fail "setting root@localhost's password hash failed"
+	fi
 
 	kill "$pid"
 	wait "$pid" || fail "the temporary server did not stop cleanly"
@@ -233,6 +246,10 @@ if [ $server = 1 ]; then
 	DATADIR=${DATADIR:-/var/lib/mysql}
 	SOCKET=$(server_option socket "${@:2}")
 	SOCKET=${SOCKET:-/run/mysqld/mysqld.sock}
+fi
+
+if [ $server = 1 ]; then
+	load_env
 fi
 
 if [ $server = 1 ] && [ "$(id -u)" = 0 ]; then
