@@ -89,6 +89,7 @@ func main() {
 }
 
 func measure(out, root string) error {
+	load, _ := os.ReadFile("/proc/loadavg")
 	results := map[string]map[string]float64{}
 	for _, r := range runs {
 		fmt.Printf("go test -bench %s -benchtime %s %s …\n", r.pattern, r.benchtime, r.pkg)
@@ -102,7 +103,7 @@ func measure(out, root string) error {
 			results[name] = m
 		}
 	}
-	body, err := render(results)
+	body, err := render(results, strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " "))
 	if err != nil {
 		return err
 	}
@@ -178,10 +179,11 @@ func ms(v float64) string {
 	}
 }
 
-func render(results map[string]map[string]float64) (string, error) {
+// render writes the section; load is the load average when the run began.
+func render(results map[string]map[string]float64, load string) (string, error) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "## Each service\n\nWritten by `make bench-services` (bench/cmd/services) on %s, %d CPUs, %s/%s, from the benchmarks it names (`go test -bench`, run one after another on an otherwise idle machine). Images: %s.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, images())
+	fmt.Fprintf(&b, "## Each service\n\nWritten by `make bench-services` (bench/cmd/services) on %s, %d CPUs, %s/%s, from the benchmarks it names (`go test -bench`, run one after another; load average %s when it began). Images: %s.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, load, images())
 	b.WriteString("### Start-up\n\nWhat the first test of a suite waits for: the pod and the service's container, from creation to ready by the service's own protocol, data on tmpfs (mean of 5). From a snapshot: the same with the service's initialised data in a snapshot image made beforehand, and, of that, the container's start to ready.\n\n")
 	b.WriteString("| service | cold start | from a snapshot | benchmark |\n|---|---|---|---|\n")
 	for _, r := range startRows {
