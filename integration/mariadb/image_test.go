@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/rand"
 	"crypto/sha1"
 	"database/sql"
 	"database/sql/driver"
@@ -23,10 +22,9 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/cleanroom-go/cleanroom/internal/labels"
+	"github.com/cleanroom-go/cleanroom/internal/itest"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
-	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
 // contractImage is the image TestImageContract checks: the one the
@@ -80,10 +78,10 @@ var contractImage = func() string {
 // its own: the pod's containers share one network namespace.
 func TestImageContract(t *testing.T) {
 	ctx := context.Background()
-	rootPW, appPW := "root-"+randomHex(6), "app-'\\\"-"+randomHex(6)
-	hashRootPW, hashUserPW := "hash-root-"+randomHex(6), "hash-user-"+randomHex(6)
-	fileRootPW, fileUserPW := "file-root-"+randomHex(6), "file-user-"+randomHex(6)
-	aliasUserPW := "alias-user-" + randomHex(6)
+	rootPW, appPW := "root-"+itest.RandomHex(6), "app-'\\\"-"+itest.RandomHex(6)
+	hashRootPW, hashUserPW := "hash-root-"+itest.RandomHex(6), "hash-user-"+itest.RandomHex(6)
+	fileRootPW, fileUserPW := "file-root-"+itest.RandomHex(6), "file-user-"+itest.RandomHex(6)
+	aliasUserPW := "alias-user-" + itest.RandomHex(6)
 
 	services := []cleanroom.Service{
 		// The plain variables, init scripts, flags alone as the command,
@@ -210,7 +208,7 @@ func TestImageContract(t *testing.T) {
 
 		// A restart finds the data directory initialised: the server
 		// starts on it, keeps what was written, runs no init script again.
-		pc := podmanClient(t)
+		pc := itest.Podman(t)
 		if err := pc.StopContainer(ctx, c.ID, 20*time.Second); err != nil {
 			t.Fatalf("stop: %v", err)
 		}
@@ -640,55 +638,11 @@ func nativePasswordHash(pw string) string {
 	return "*" + strings.ToUpper(hex.EncodeToString(h2[:]))
 }
 
-// contractEnv is an environment of the test's own with services: its own
-// suite and pod, removed when t ends (and checked to be gone).
+// contractEnv is an environment of the test's own (itest.NewEnv) with
+// services.
 func contractEnv(t *testing.T, services ...cleanroom.Service) *cleanroom.Environment {
 	t.Helper()
-	cfg := cleanroom.Config{
-		Suite:       "it-mariadb-image-" + randomHex(4),
-		BindAddress: os.Getenv("CLEANROOM_BIND_ADDRESS"),
-		GracePeriod: time.Millisecond,
-		// Each initialisation takes 2.5–3 CPU seconds: many at once on a
-		// small, busy machine take far longer than one alone.
-		ContainerStartupTimeout: 3 * time.Minute,
-	}
-	env, err := cleanroom.New(context.Background(), cfg, services...)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Close(context.Background()); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		c := podmanClient(t)
-		lbl := map[string]string{labels.Suite: env.Suite()}
-		var pods []podman.PodSummary
-		var cts []podman.ContainerSummary
-		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			var err, err2 error
-			pods, err = c.ListPods(context.Background(), lbl)
-			cts, err2 = c.ListContainers(context.Background(), lbl)
-			if err == nil && err2 == nil && len(pods) == 0 && len(cts) == 0 {
-				return
-			}
-		}
-		t.Errorf("suite %s left %d pods and %d containers", env.Suite(), len(pods), len(cts))
-	})
-	return env
-}
-
-func podmanClient(t *testing.T) *podman.Client {
-	t.Helper()
-	c, err := podman.Connect(context.Background(), podman.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	// Each initialisation takes 2.5–3 CPU seconds: many at once on a
+	// small, busy machine take far longer than one alone.
+	return itest.NewEnv(t, "it-mariadb-image-", cleanroom.Config{ContainerStartupTimeout: 3 * time.Minute}, services...)
 }

@@ -7,24 +7,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cleanroom-go/cleanroom/internal/itest"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 )
-
-// iterTB is one benchmark iteration as a test: its clean-ups run at end.
-type iterTB struct {
-	testing.TB
-	cleanups []func()
-}
-
-func (i *iterTB) Cleanup(fn func()) { i.cleanups = append(i.cleanups, fn) }
-func (i *iterTB) Failed() bool      { return false }
-func (i *iterTB) end() {
-	for n := len(i.cleanups) - 1; n >= 0; n-- {
-		i.cleanups[n]()
-	}
-	i.cleanups = i.cleanups[:0]
-}
 
 // Run with: go test -run '^$' -bench NATSIsolation -benchtime 200x ./integration/nats/
 //
@@ -47,14 +33,14 @@ func BenchmarkNATSIsolation(b *testing.B) {
 		}
 	})
 	b.Run("prefix", func(b *testing.B) {
-		tb := &iterTB{TB: b}
+		tb := &itest.Iteration{TB: b}
 		for range b.N {
 			isolation.NewNATSPrefix(tb, url)
-			tb.end()
+			tb.End()
 		}
 	})
 	b.Run("prefix-stream-consumer-bucket", func(b *testing.B) {
-		tb := &iterTB{TB: b}
+		tb := &itest.Iteration{TB: b}
 		for range b.N {
 			p := isolation.NewNATSPrefix(tb, url)
 			js, err := jetstream.New(p.Conn)
@@ -71,7 +57,7 @@ func BenchmarkNATSIsolation(b *testing.B) {
 			if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: p.Name("cache")}); err != nil {
 				b.Fatal(err)
 			}
-			tb.end()
+			tb.End()
 		}
 	})
 }

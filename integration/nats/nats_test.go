@@ -9,8 +9,6 @@ package nats_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,23 +24,15 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cleanroom-go/cleanroom/internal/labels"
+	"github.com/cleanroom-go/cleanroom/internal/itest"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
-	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
 // natsImage is the image the tests run: built by scripts/build-images.sh
 // where no registry is reachable.
-var natsImage = envOr("CLEANROOM_NATS_IMAGE", "localhost/cleanroom/nats:2")
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
+var natsImage = itest.EnvOr("CLEANROOM_NATS_IMAGE", "localhost/cleanroom/nats:2")
 
 func TestMain(m *testing.M) {
 	cleanroom.Main(m, cleanroom.NATS(cleanroom.WithImage(natsImage)))
@@ -265,7 +255,7 @@ func TestConsumersOnSharedStreamsGoWithTheirTest(t *testing.T) {
 	srv := cleanroom.NATSFor(t)
 	ctx := context.Background()
 	js := jetStream(t, connect(t, srv.URL()))
-	shared := "SHARED_" + randomHex(4)
+	shared := "SHARED_" + itest.RandomHex(4)
 	subject := strings.ToLower(shared)
 	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: shared, Subjects: []string{subject + ".>"}})
 	if err != nil {
@@ -306,23 +296,6 @@ func TestConsumersOnSharedStreamsGoWithTheirTest(t *testing.T) {
 	}
 }
 
-// failedTB is a test that has failed: its prefix's streams are kept.
-type failedTB struct {
-	testing.TB
-	cleanups []func()
-	logs     []string
-}
-
-func (f *failedTB) Failed() bool                   { return true }
-func (f *failedTB) Cleanup(fn func())              { f.cleanups = append(f.cleanups, fn) }
-func (f *failedTB) Logf(format string, a ...any)   { f.logs = append(f.logs, fmt.Sprintf(format, a...)) }
-func (f *failedTB) Errorf(format string, a ...any) { f.TB.Errorf(format, a...) }
-func (f *failedTB) end() {
-	for i := len(f.cleanups) - 1; i >= 0; i-- {
-		f.cleanups[i]()
-	}
-}
-
 // Reset deletes every stream (buckets too) no running test holds: a
 // stream of no test, a failed test's kept stream and bucket; it spares the
 // stream of a test still running in this process and of one running in
@@ -345,18 +318,18 @@ func TestResetDeletesWhatNoRunningTestHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	failed := &failedTB{TB: t}
+	failed := &itest.FailedTest{TB: t}
 	fp := isolation.NewNATSPrefix(failed, url)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: fp.Name("KEPT"), Subjects: []string{fp.Subject(">")}}); err != nil {
 		t.Fatal(err)
 	}
-	failed.end()
+	failed.End()
 	if names := streamNames(t, js); !slices.Contains(names, fp.Name("KEPT")) {
 		t.Fatalf("a failed test's stream was not kept: %v", names)
 	}
-	if len(failed.logs) != 1 || !strings.Contains(failed.logs[0], "kept its nats streams "+fp.Name("KEPT")) || strings.Contains(failed.logs[0], c.NATS().Password()) {
-		t.Errorf("the failed test's log: %q; want the kept stream named, and no password", failed.logs)
-	} else if m := regexp.MustCompile(`\$\(cat (\S+)\)`).FindStringSubmatch(failed.logs[0]); m != nil {
+	if len(failed.Logs) != 1 || !strings.Contains(failed.Logs[0], "kept its nats streams "+fp.Name("KEPT")) || strings.Contains(failed.Logs[0], c.NATS().Password()) {
+		t.Errorf("the failed test's log: %q; want the kept stream named, and no password", failed.Logs)
+	} else if m := regexp.MustCompile(`\$\(cat (\S+)\)`).FindStringSubmatch(failed.Logs[0]); m != nil {
 		// The file the log names holds the URL; it outlives a real failed
 		// test, not this pretended one.
 		if b, err := os.ReadFile(m[1]); err != nil || strings.TrimSpace(string(b)) != url {
@@ -364,7 +337,7 @@ func TestResetDeletesWhatNoRunningTestHolds(t *testing.T) {
 		}
 		os.Remove(m[1])
 	} else {
-		t.Errorf("the failed test's log names no URL file: %q", failed.logs[0])
+		t.Errorf("the failed test's log names no URL file: %q", failed.Logs[0])
 	}
 
 	running := isolation.NewNATSPrefix(t, url)
@@ -372,7 +345,7 @@ func TestResetDeletesWhatNoRunningTestHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Subjects alone tie this one to the running test.
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BY_SUBJECT_" + randomHex(2), Subjects: []string{running.Subject("events.>")}}); err != nil {
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BY_SUBJECT_" + itest.RandomHex(2), Subjects: []string{running.Subject("events.>")}}); err != nil {
 		t.Fatal(err)
 	}
 	// A test running in another process: a holder there.
@@ -400,7 +373,7 @@ func TestResetDeletesWhatNoRunningTestHolds(t *testing.T) {
 // connection of its own, closed when t ends. It returns the prefix.
 func holderProcess(t *testing.T, url string) string {
 	t.Helper()
-	prefix := "t_other_process_" + randomHex(4)
+	prefix := "t_other_process_" + itest.RandomHex(4)
 	nc := connect(t, url)
 	if _, err := nc.Subscribe("_CLEANROOM.held."+prefix, func(m *nats.Msg) { _ = m.Respond(nil) }); err != nil {
 		t.Fatal(err)
@@ -420,7 +393,7 @@ func TestKilledNATSIsReplacedOnNextUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc := podmanClient(t)
+	pc := itest.Podman(t)
 	if err := pc.StopContainer(ctx, first.ID, 0); err != nil {
 		t.Fatalf("kill: %v", err)
 	}
@@ -435,66 +408,6 @@ func TestKilledNATSIsReplacedOnNextUse(t *testing.T) {
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "AFTER", Subjects: []string{"after"}}); err != nil {
 		t.Errorf("JetStream on the replacement: %v", err)
 	}
-}
-
-// newEnv is an environment of the test's own with services (the NATS
-// service when none are given): its own suite and pod, removed when t
-// ends (and checked to be gone).
-func newEnv(t *testing.T, cfg cleanroom.Config, services ...cleanroom.Service) *cleanroom.Environment {
-	t.Helper()
-	if services == nil {
-		services = []cleanroom.Service{cleanroom.NATS()}
-	}
-	cfg.Images = map[string]string{"nats": natsImage}
-	cfg.Suite = "it-nats-" + randomHex(4)
-	cfg.BindAddress = envOr("CLEANROOM_BIND_ADDRESS", "127.0.0.1")
-	cfg.GracePeriod = time.Millisecond
-	env, err := cleanroom.New(context.Background(), cfg, services...)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Close(context.Background()); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		assertNothingLeft(t, env.Suite())
-	})
-	return env
-}
-
-func podmanClient(t *testing.T) *podman.Client {
-	t.Helper()
-	c, err := podman.Connect(context.Background(), podman.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// assertNothingLeft checks that no pod or container of the suite remains
-// once its reaper had time to act.
-func assertNothingLeft(t *testing.T, suite string) {
-	t.Helper()
-	c := podmanClient(t)
-	lbl := map[string]string{labels.Suite: suite}
-	var pods []podman.PodSummary
-	var cts []podman.ContainerSummary
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		var err, err2 error
-		pods, err = c.ListPods(context.Background(), lbl)
-		cts, err2 = c.ListContainers(context.Background(), lbl)
-		if err == nil && err2 == nil && len(pods) == 0 && len(cts) == 0 {
-			return
-		}
-	}
-	t.Errorf("suite %s left %d pods and %d containers", suite, len(pods), len(cts))
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // The image honours the official nats image's contract as Generic
@@ -547,4 +460,15 @@ func httpGet(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %d %s %v", url, resp.StatusCode, b, err)
 	}
 	return string(b)
+}
+
+// newEnv is an environment of the test's own (itest.NewEnv) with services,
+// the NATS service when none are given, on the package's image.
+func newEnv(t *testing.T, cfg cleanroom.Config, services ...cleanroom.Service) *cleanroom.Environment {
+	t.Helper()
+	if services == nil {
+		services = []cleanroom.Service{cleanroom.NATS()}
+	}
+	cfg.Images = map[string]string{"nats": natsImage}
+	return itest.NewEnv(t, "it-nats-", cfg, services...)
 }

@@ -5,15 +5,14 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cleanroom-go/cleanroom/internal/isolate"
+	"github.com/cleanroom-go/cleanroom/internal/itest"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 )
 
@@ -45,44 +44,11 @@ func TestHelperHoldsAPrefix(t *testing.T) {
 // process is killed (SIGKILL: no clean-up ran) the next reset deletes it.
 func TestAnotherProcessSharesTheServerAndHoldsUntilItDies(t *testing.T) {
 	srv := cleanroom.NATSFor(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperHoldsAPrefix$", "-test.count=1")
-	cmd.Env = append(os.Environ(), helperEnv+"=1")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
+	helper, f := itest.StartProcess(t, helperEnv, "TestHelperHoldsAPrefix")
+	if len(f) != 2 {
+		t.Fatalf("the helper process said READY %q", f)
 	}
-	defer stdin.Close()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waited := false
-	defer func() {
-		if !waited {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	}()
-	lines := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(stdout).ReadString('\n')
-		lines <- line
-	}()
-	var line string
-	select {
-	case line = <-lines:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("the helper process did not report its stream")
-	}
-	f := strings.Fields(line)
-	if len(f) != 3 || f[0] != "READY" {
-		t.Fatalf("the helper process said %q", line)
-	}
-	id, stream := f[1], f[2]
+	id, stream := f[0], f[1]
 	if id != srv.Container().ID {
 		t.Errorf("the helper process uses container %s, this one %s: not shared", id, srv.Container().ID)
 	}
@@ -97,9 +63,7 @@ func TestAnotherProcessSharesTheServerAndHoldsUntilItDies(t *testing.T) {
 		t.Fatalf("a reset deleted %s, held by a test running in another process", stream)
 	}
 
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	waited = true
+	helper.Kill()
 	// The server notices the dead process's connection at once (the
 	// kernel closes it); allow it a moment.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {

@@ -5,24 +5,10 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/cleanroom-go/cleanroom/internal/itest"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
 )
-
-// iterTB is one benchmark iteration as a test: its clean-ups run at end.
-type iterTB struct {
-	testing.TB
-	cleanups []func()
-}
-
-func (i *iterTB) Cleanup(fn func()) { i.cleanups = append(i.cleanups, fn) }
-func (i *iterTB) Failed() bool      { return false }
-func (i *iterTB) end() {
-	for n := len(i.cleanups) - 1; n >= 0; n-- {
-		i.cleanups[n]()
-	}
-	i.cleanups = i.cleanups[:0]
-}
 
 // Run with: go test -run '^$' -bench RabbitMQIsolation -benchtime 50x ./integration/rabbitmq/
 //
@@ -44,14 +30,14 @@ func BenchmarkRabbitMQIsolation(b *testing.B) {
 		}
 	})
 	b.Run("vhost", func(b *testing.B) {
-		tb := &iterTB{TB: b}
+		tb := &itest.Iteration{TB: b}
 		for range b.N {
 			isolation.NewRabbitMQVhost(tb, r.URL(), r.ManagementURL())
-			tb.end()
+			tb.End()
 		}
 	})
 	b.Run("vhost-connection-queue", func(b *testing.B) {
-		tb := &iterTB{TB: b}
+		tb := &itest.Iteration{TB: b}
 		for range b.N {
 			v := isolation.NewRabbitMQVhost(tb, r.URL(), r.ManagementURL())
 			conn, err := amqp.Dial(v.URL)
@@ -66,7 +52,7 @@ func BenchmarkRabbitMQIsolation(b *testing.B) {
 				b.Fatal(err)
 			}
 			conn.Close()
-			tb.end()
+			tb.End()
 		}
 	})
 }

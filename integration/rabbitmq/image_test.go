@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/cleanroom-go/cleanroom/internal/itest"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
 )
@@ -109,7 +110,7 @@ func TestImageContract(t *testing.T) {
 		// Started as root, as the official image is; the server (the
 		// rabbitmq-server script, pid 1, and the Erlang VM it starts) runs
 		// as rabbitmq (uid 999), which owns the data directory.
-		res, err := podmanClient(t).Exec(ctx, c.ID, []string{"sh", "-c", "stat -c %u /proc/1 /proc/$(pidof -s beam.smp) /var/lib/rabbitmq"})
+		res, err := itest.Podman(t).Exec(ctx, c.ID, []string{"sh", "-c", "stat -c %u /proc/1 /proc/$(pidof -s beam.smp) /var/lib/rabbitmq"})
 		if err != nil || res.ExitCode != 0 {
 			t.Fatalf("stat: %+v %s, %v", res, res.Stderr, err)
 		}

@@ -4,16 +4,14 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
-	"os/exec"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/cleanroom-go/cleanroom/internal/isolate"
+	"github.com/cleanroom-go/cleanroom/internal/itest"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 )
 
@@ -45,51 +43,11 @@ func TestHelperHoldsAVhost(t *testing.T) {
 func TestAnotherProcessSharesTheServerAndHoldsUntilItDies(t *testing.T) {
 	t.Parallel()
 	srv := cleanroom.RabbitMQFor(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperHoldsAVhost$", "-test.count=1")
-	cmd.Env = append(os.Environ(), helperEnv+"=1")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
+	helper, f := itest.StartProcess(t, helperEnv, "TestHelperHoldsAVhost")
+	if len(f) != 2 {
+		t.Fatalf("the helper process said READY %q", f)
 	}
-	defer stdin.Close()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waited := false
-	defer func() {
-		if !waited {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	}()
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "READY ") {
-				lines <- sc.Text()
-				break
-			}
-		}
-		close(lines)
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	var line string
-	select {
-	case line = <-lines:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("the helper process did not report its vhost")
-	}
-	f := strings.Fields(line)
-	if len(f) != 3 {
-		t.Fatalf("the helper process said %q", line)
-	}
-	id, vhost := f[1], f[2]
+	id, vhost := f[0], f[1]
 	if id != srv.Container().ID {
 		t.Errorf("the helper process uses container %s, this one %s: not shared", id, srv.Container().ID)
 	}
@@ -116,9 +74,7 @@ func TestAnotherProcessSharesTheServerAndHoldsUntilItDies(t *testing.T) {
 		t.Errorf("the helper's queue after the reset: %+v", q)
 	}
 
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	waited = true
+	helper.Kill()
 	// The server notices the dead process's connection, and drops its
 	// exclusive queue, once the kernel has closed it; allow it a moment.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {

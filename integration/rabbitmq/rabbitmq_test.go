@@ -10,8 +10,6 @@ package rabbitmq_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,23 +25,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/cleanroom-go/cleanroom/internal/labels"
+	"github.com/cleanroom-go/cleanroom/internal/itest"
 	"github.com/cleanroom-go/cleanroom/pkg/cleanroom"
 	"github.com/cleanroom-go/cleanroom/pkg/healthcheck"
 	"github.com/cleanroom-go/cleanroom/pkg/isolation"
-	"github.com/cleanroom-go/cleanroom/pkg/podman"
 )
 
 // rabbitmqImage is the image the tests run: built by
 // scripts/build-images.sh where no registry is reachable.
-var rabbitmqImage = envOr("CLEANROOM_RABBITMQ_IMAGE", "localhost/cleanroom/rabbitmq:3")
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
+var rabbitmqImage = itest.EnvOr("CLEANROOM_RABBITMQ_IMAGE", "localhost/cleanroom/rabbitmq:3")
 
 func TestMain(m *testing.M) {
 	cleanroom.Main(m, cleanroom.RabbitMQ(cleanroom.WithImage(rabbitmqImage)))
@@ -239,23 +229,6 @@ func useVhost(t *testing.T, v *isolation.RabbitMQVhost, i int) {
 	}
 }
 
-// failedTB is a test that has failed: its vhost is kept.
-type failedTB struct {
-	testing.TB
-	cleanups []func()
-	logs     []string
-}
-
-func (f *failedTB) Failed() bool                   { return true }
-func (f *failedTB) Cleanup(fn func())              { f.cleanups = append(f.cleanups, fn) }
-func (f *failedTB) Logf(format string, a ...any)   { f.logs = append(f.logs, fmt.Sprintf(format, a...)) }
-func (f *failedTB) Errorf(format string, a ...any) { f.TB.Errorf(format, a...) }
-func (f *failedTB) end() {
-	for i := len(f.cleanups) - 1; i >= 0; i-- {
-		f.cleanups[i]()
-	}
-}
-
 // Reset deletes every test vhost no running test holds (one that no test
 // holds, a failed test's kept vhost, one whose holding connection closed)
 // and the queues and exchanges of the default vhost; it spares the vhost
@@ -286,24 +259,24 @@ func TestResetAndKilledServer(t *testing.T) {
 
 	// A vhost of the form tests make that no test holds (a killed
 	// process's leftover), and a vhost that is no test's.
-	stale := "t_killed_process_" + randomHex(4)
+	stale := "t_killed_process_" + itest.RandomHex(4)
 	for _, v := range []string{stale, "shop"} {
 		createVhost(t, r, v)
 	}
 
-	failed := &failedTB{TB: t}
+	failed := &itest.FailedTest{TB: t}
 	kept := isolation.NewRabbitMQVhost(failed, r.URL(), r.ManagementURL())
-	failed.end()
+	failed.End()
 	if !slices.Contains(vhosts(t, r), kept.Name) {
 		t.Fatalf("a failed test's vhost was not kept: %v", vhosts(t, r))
 	}
-	if len(failed.logs) != 1 || !strings.Contains(failed.logs[0], "kept its rabbitmq vhost "+kept.Name) || strings.Contains(failed.logs[0], r.Password()) ||
-		!strings.Contains(failed.logs[0], r.ManagementURL()+"/#/queues/"+kept.Name) {
-		t.Errorf("the failed test's log: %q; want the kept vhost named with its management UI page, and no password", failed.logs)
-	} else if i := strings.Index(failed.logs[0], "amqp URL in "); i < 0 {
-		t.Errorf("the failed test's log names no URL file: %q", failed.logs[0])
+	if len(failed.Logs) != 1 || !strings.Contains(failed.Logs[0], "kept its rabbitmq vhost "+kept.Name) || strings.Contains(failed.Logs[0], r.Password()) ||
+		!strings.Contains(failed.Logs[0], r.ManagementURL()+"/#/queues/"+kept.Name) {
+		t.Errorf("the failed test's log: %q; want the kept vhost named with its management UI page, and no password", failed.Logs)
+	} else if i := strings.Index(failed.Logs[0], "amqp URL in "); i < 0 {
+		t.Errorf("the failed test's log names no URL file: %q", failed.Logs[0])
 	} else {
-		path := strings.TrimSuffix(failed.logs[0][i+len("amqp URL in "):], ")")
+		path := strings.TrimSuffix(failed.Logs[0][i+len("amqp URL in "):], ")")
 		if b, err := os.ReadFile(path); err != nil || strings.TrimSpace(string(b)) != kept.URL {
 			t.Errorf("the kept vhost's URL file %s: %v", path, err)
 		}
@@ -314,7 +287,7 @@ func TestResetAndKilledServer(t *testing.T) {
 	other := holderProcess(t, r)
 	// A process that held a vhost and died: its connection closed, and
 	// with it the exclusive queue that held the vhost.
-	dead := "t_dead_process_" + randomHex(4)
+	dead := "t_dead_process_" + itest.RandomHex(4)
 	createVhost(t, r, dead)
 	deadConn, err := amqp.Dial(r.URL())
 	if err != nil {
@@ -353,7 +326,7 @@ func TestResetAndKilledServer(t *testing.T) {
 	// The running test's vhost still works.
 	useVhost(t, running, 0)
 
-	pc := podmanClient(t)
+	pc := itest.Podman(t)
 	if err := pc.StopContainer(ctx, c.ID, 0); err != nil {
 		t.Fatalf("kill: %v", err)
 	}
@@ -375,7 +348,7 @@ func TestResetAndKilledServer(t *testing.T) {
 // It returns the vhost.
 func holderProcess(t *testing.T, r *cleanroom.RabbitMQServer) string {
 	t.Helper()
-	v := "t_other_process_" + randomHex(4)
+	v := "t_other_process_" + itest.RandomHex(4)
 	createVhost(t, r, v)
 	ch := channel(t, dial(t, r.URL()))
 	if _, err := ch.QueueDeclare("cleanroom.held."+v, false, false, true, false, nil); err != nil {
@@ -402,62 +375,13 @@ func createVhost(t *testing.T, r *cleanroom.RabbitMQServer, vhost string) {
 	}
 }
 
-// newEnv is an environment of the test's own with services (the RabbitMQ
-// service when none are given): its own suite and pod, removed when t
-// ends (and checked to be gone).
+// newEnv is an environment of the test's own (itest.NewEnv) with services,
+// the RabbitMQ service when none are given, on the package's image.
 func newEnv(t *testing.T, cfg cleanroom.Config, services ...cleanroom.Service) *cleanroom.Environment {
 	t.Helper()
 	if services == nil {
 		services = []cleanroom.Service{cleanroom.RabbitMQ()}
 	}
 	cfg.Images = map[string]string{"rabbitmq": rabbitmqImage}
-	cfg.Suite = "it-rabbitmq-" + randomHex(4)
-	cfg.BindAddress = envOr("CLEANROOM_BIND_ADDRESS", "127.0.0.1")
-	cfg.GracePeriod = time.Millisecond
-	env, err := cleanroom.New(context.Background(), cfg, services...)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Close(context.Background()); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		assertNothingLeft(t, env.Suite())
-	})
-	return env
-}
-
-func podmanClient(t *testing.T) *podman.Client {
-	t.Helper()
-	c, err := podman.Connect(context.Background(), podman.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// assertNothingLeft checks that no pod or container of the suite remains
-// once its reaper had time to act.
-func assertNothingLeft(t *testing.T, suite string) {
-	t.Helper()
-	c := podmanClient(t)
-	lbl := map[string]string{labels.Suite: suite}
-	var pods []podman.PodSummary
-	var cts []podman.ContainerSummary
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		var err, err2 error
-		pods, err = c.ListPods(context.Background(), lbl)
-		cts, err2 = c.ListContainers(context.Background(), lbl)
-		if err == nil && err2 == nil && len(pods) == 0 && len(cts) == 0 {
-			return
-		}
-	}
-	t.Errorf("suite %s left %d pods and %d containers", suite, len(pods), len(cts))
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	return itest.NewEnv(t, "it-rabbitmq-", cfg, services...)
 }
